@@ -1,0 +1,221 @@
+"""A privileged scripted expert: it sees object poses and may rehearse grasps in the simulator.
+
+The expert is a closed-loop controller (approach above the grasp point, descend, close, lift) aimed
+at a *grasp*: an object, a grasp height and a gripper yaw. Which grasp to aim at is chosen by
+planning with the simulator itself: save the world, rehearse candidate grasps (without rendering),
+restore the world, and keep the first candidate that lifted its object. Rehearsal replays the
+episode's own control randomization (noise stream, latency, gain) because the env keeps that
+state apart from the sensor stream, so a rehearsed success is what will happen when executed.
+
+The expert works from any state (e.g. states a learning student visits, for DAgger): ``act``
+re-plans whenever it has no grasp or its object is gone.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pybullet
+
+from envs.grasp_env import GraspEnv
+from envs.robot import MAX_OPENING
+from envs.scene import TRAY_FLOOR_Z
+
+HOVER = 0.09        # m above the grasp height to line up before descending
+LIFT_Z = 0.25       # m, where the lift phase goes
+CLOSE_STEPS = 3     # control steps spent closing the gripper
+
+
+@dataclass
+class Grasp:
+    """An object, a grasp point offset (m, in the object's yaw frame), height z and yaw (rad)."""
+
+    object: str
+    offset: np.ndarray
+    z: float
+    yaw_offset: float
+
+
+def _object_yaw(quat: np.ndarray) -> float:
+    m = np.asarray(pybullet.getMatrixFromQuaternion(quat)).reshape(3, 3)
+    return math.atan2(m[1, 0], m[0, 0])
+
+
+def _wrap_half_pi(angle: float) -> float:
+    """A parallel gripper is symmetric under a half turn: map a yaw into [-pi/2, pi/2)."""
+    return (angle + math.pi / 2) % math.pi - math.pi / 2
+
+
+class ScriptedExpert:
+    """Args: env (a GraspEnv or a wrapper of one); plan: rehearse candidates in simulation;
+    max_candidates: how many grasps to rehearse at most per plan."""
+
+    def __init__(self, env, plan: bool = True, max_candidates: int = 12) -> None:
+        self.env: GraspEnv = env.unwrapped
+        self.plan_enabled = plan
+        self.max_candidates = max_candidates
+        self.grasp: Grasp | None = None
+        self.phase = "approach"
+        self.closed_steps = 0
+        self.planned_success: bool | None = None
+        self.rehearsals = 0
+
+    def reset(self) -> None:
+        self.grasp = None
+        self.phase = "approach"
+        self.closed_steps = 0
+        self.planned_success = None
+
+    # ------------------------------------------------------------------------ candidates
+    def candidates(self) -> list[Grasp]:
+        """Grasps to rehearse, best guesses first: the highest objects first, each across the
+        narrowest horizontal direction of its bounding box, then other yaws and heights."""
+        env = self.env
+        out: list[tuple[float, int, Grasp]] = []
+        for name, info in env.privileged_state().items():
+            pos, quat, ext = info["position"], info["orientation"], info["extents"]
+            low, high = env.sim.aabb(name)
+            if pos[2] < 0:
+                continue
+            m = np.asarray(pybullet.getMatrixFromQuaternion(quat)).reshape(3, 3)
+            obj_yaw = _object_yaw(quat)
+            # Horizontal width of the bounding box seen across each direction (finger closing axis).
+            options = []
+            for k in range(12):
+                theta = k * math.pi / 12  # closing direction angle in the base frame
+                d = np.array([math.cos(theta), math.sin(theta), 0.0])
+                width = float(np.sum(np.abs(m.T @ d) * ext))
+                options.append((width, theta))
+            options.sort()
+            height = high[2] - low[2]
+            z_main = max(TRAY_FLOOR_Z + 0.012, high[2] - min(0.025, 0.6 * height))
+            z_low = max(TRAY_FLOOR_Z + 0.01, low[2] + 0.25 * height)
+            centre = 0.5 * (low[:2] + high[:2])
+            rot = np.array([[math.cos(obj_yaw), math.sin(obj_yaw)], [-math.sin(obj_yaw), math.cos(obj_yaw)]])
+            offset = rot @ (centre - pos[:2])
+            for rank, (width, theta) in enumerate(options[:3]):
+                if width > MAX_OPENING - 0.004:
+                    continue
+                # Closing axis (sin yaw, -cos yaw) along d  =>  yaw = theta + pi/2.
+                yaw_offset = _wrap_half_pi(theta + math.pi / 2 - obj_yaw)
+                for z_rank, z in enumerate((z_main, z_low)):
+                    score = -high[2] + 0.02 * rank + 0.03 * z_rank
+                    out.append((score, len(out), Grasp(name, offset, z, yaw_offset)))
+        out.sort(key=lambda t: (t[0], t[1]))
+        return [g for _, _, g in out[: self.max_candidates]]
+
+    # ------------------------------------------------------------------------- planning
+    def plan(self) -> Grasp | None:
+        """Rehearse candidates in simulation; keep the first that lifts its object."""
+        candidates = self.candidates()
+        if not candidates:
+            return None
+        if not self.plan_enabled:
+            return candidates[0]
+        env = self.env
+        snapshot = self._snapshot()
+        chosen = None
+        try:
+            for grasp in candidates:
+                self.rehearsals += 1
+                if self._rehearse(grasp):
+                    chosen = grasp
+                    break
+                self._restore(snapshot)
+        finally:
+            self._restore(snapshot)
+            env.sim.remove_state(snapshot["state"])
+        self.planned_success = chosen is not None
+        return chosen or candidates[0]
+
+    def _snapshot(self) -> dict:
+        env = self.env
+        return {"state": env.sim.save_state(), "rng": copy.deepcopy(env._rng_control.bit_generator.state),
+                "actions": copy.deepcopy(env._actions), "steps": env._steps}
+
+    def _restore(self, snap: dict) -> None:
+        env = self.env
+        env.sim.restore_state(snap["state"])
+        env._rng_control.bit_generator.state = copy.deepcopy(snap["rng"])
+        env._actions = copy.deepcopy(snap["actions"])
+        env._steps = snap["steps"]
+
+    def _rehearse(self, grasp: Grasp) -> bool:
+        env = self.env
+        saved = (self.grasp, self.phase, self.closed_steps)
+        self.grasp, self.phase, self.closed_steps = grasp, "approach", 0
+        success = False
+        try:
+            for _ in range(env.config.max_episode_steps - env._steps):
+                env.apply_action(self._control())
+                env._steps += 1
+                if env.is_success():
+                    success = True
+                    break
+        finally:
+            self.grasp, self.phase, self.closed_steps = saved
+        return success
+
+    # -------------------------------------------------------------------------- control
+    def act(self, observation=None) -> np.ndarray:
+        """The action for the env's current state (the observation is not needed: privileged)."""
+        if self.grasp is None or self.grasp.object not in self.env.scene.active:
+            self.grasp = self.plan()
+            self.phase, self.closed_steps = "approach", 0
+            if self.grasp is None:
+                return np.array([0, 0, 1.0, 0, 1.0], dtype=np.float32)
+        return self._control()
+
+    def _target(self) -> tuple[np.ndarray, float]:
+        g = self.grasp
+        pos, quat = self.env.sim.pose(g.object)
+        yaw = _object_yaw(quat)
+        c, s = math.cos(yaw), math.sin(yaw)
+        xy = pos[:2] + np.array([c * g.offset[0] - s * g.offset[1], s * g.offset[0] + c * g.offset[1]])
+        return np.array([xy[0], xy[1], g.z]), _wrap_half_pi(yaw + g.yaw_offset)
+
+    def _control(self) -> np.ndarray:
+        env = self.env
+        ee, ee_yaw = env.robot.ee_pose()
+        cfg = env.config
+        grasp_point, grasp_yaw = self._target()
+        gripper = 1.0
+        if self.phase == "approach":
+            target = grasp_point + np.array([0, 0, HOVER])
+            target[2] = max(target[2], ee[2] - cfg.max_translation) if np.linalg.norm(
+                ee[:2] - grasp_point[:2]) > 0.05 else target[2]
+            if np.linalg.norm(ee[:2] - grasp_point[:2]) < 0.012 and abs(ee_yaw - grasp_yaw) < 0.1:
+                self.phase = "descend"
+        if self.phase == "descend":
+            target = grasp_point
+            if ee[2] - grasp_point[2] < 0.008:
+                self.phase = "close"
+        if self.phase == "close":
+            target, gripper = grasp_point, -1.0
+            self.closed_steps += 1
+            if self.closed_steps > CLOSE_STEPS:
+                self.phase = "lift"
+        if self.phase == "lift":
+            target, gripper = np.array([ee[0], ee[1], LIFT_Z]), -1.0
+        delta = (target - ee) / cfg.max_translation
+        dyaw = (grasp_yaw - ee_yaw) / cfg.max_rotation
+        if self.phase in ("close", "lift"):
+            dyaw = 0.0
+        gain = 0.7
+        action = np.concatenate([np.clip(gain * delta, -1, 1), [np.clip(gain * dyaw, -1, 1)], [gripper]])
+        return action.astype(np.float32)
+
+
+def run_episode(env, expert: ScriptedExpert, seed: int | None = None) -> tuple[bool, int]:
+    """Roll out one expert episode; returns (success, steps)."""
+    env.reset(seed=seed)
+    expert.reset()
+    steps = 0
+    while True:
+        _, _, terminated, truncated, info = env.step(expert.act())
+        steps += 1
+        if terminated or truncated:
+            return bool(info["is_success"]), steps

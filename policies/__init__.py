@@ -1,0 +1,1 @@
+"""Vision encoders and policy learning (behaviour cloning, DAgger, SB3 PPO/SAC)."""

@@ -1,0 +1,61 @@
+"""Write a grid PNG of randomized observations, one row per randomization preset.
+
+    python scripts/render_grid.py --out envs/assets/randomization_grid.png
+
+Each tile is a policy observation (64x64 by default, after sensor corruption), scaled up with
+nearest-neighbour so the pixels the policy really sees stay visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import gymnasium as gym
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import envs  # noqa: E402,F401
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("randomization_grid.png"), help="PNG to write")
+    parser.add_argument("--columns", type=int, default=8, help="tiles per row")
+    parser.add_argument("--image-size", type=int, default=64, help="observation size, pixels")
+    parser.add_argument("--tile", type=int, default=128, help="tile size in the PNG, pixels")
+    parser.add_argument("--presets", nargs="+", default=["none", "light", "full", "full"],
+                        help="one row per preset")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.out.suffix.lower() != ".png":
+        parser.error(f"--out must end in .png, got {args.out}")
+
+    rows = []
+    for r, preset in enumerate(args.presets):
+        env = gym.make("PandaGrasp-v0", image_size=args.image_size, randomization=preset)
+        env.reset(seed=args.seed + 1000 * r)
+        tiles = []
+        for c in range(args.columns):
+            obs, _ = env.reset() if c else env.reset(seed=args.seed + 1000 * r)
+            for _ in range(3):  # a few steps so the gripper moves and delayed frames catch up
+                obs, *_ = env.step(env.action_space.sample())
+            tile = cv2.resize(obs["image"], (args.tile, args.tile), interpolation=cv2.INTER_NEAREST)
+            cv2.putText(tile, preset, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
+            tiles.append(tile)
+        env.close()
+        rows.append(np.concatenate(tiles, axis=1))
+    grid = np.concatenate(rows, axis=0)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(f".{args.out.name}.{os.getpid()}.png")
+    cv2.imwrite(str(tmp), grid[:, :, ::-1])
+    os.replace(tmp, args.out)
+    print(f"wrote {args.out} ({grid.shape[1]}x{grid.shape[0]})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Every script runs end to end as a user would run it (subprocess, tiny settings)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_render_grid_writes_a_png(tmp_path):
+    out = tmp_path / "grid.png"
+    proc = run("scripts/render_grid.py", "--out", str(out), "--columns", "2", "--presets", "none", "full",
+               "--image-size", "32", "--tile", "64")
+    assert proc.returncode == 0, proc.stderr
+    image = cv2.imread(str(out))
+    assert image.shape == (128, 128, 3)
+
+
+def test_render_grid_rejects_a_non_png_path(tmp_path):
+    proc = run("scripts/render_grid.py", "--out", str(tmp_path / "grid.jpg"))
+    assert proc.returncode == 2 and "grid.jpg" in proc.stderr
+
+
+def test_evaluate_expert_reports_rate_and_interval(tmp_path):
+    out = tmp_path / "expert.json"
+    proc = run("scripts/evaluate_expert.py", "--episodes", "2", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["episodes"] == 2
+    low, high = result["ci95"]
+    assert 0 <= low <= result["success_rate"] <= high <= 1
+
+
+def test_evaluate_expert_rejects_zero_episodes():
+    proc = run("scripts/evaluate_expert.py", "--episodes", "0")
+    assert proc.returncode == 2 and "--episodes" in proc.stderr
+
+
+def test_bench_env_runs_without_peers(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = run("scripts/bench_env.py", "--seconds", "1", "--resets", "8", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["steps_per_s"] > 0 and result["vec2_steps_per_s"] > 0
+    assert "| env steps/s" in proc.stdout
