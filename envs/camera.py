@@ -166,16 +166,18 @@ class Camera:
     def to_camera_info(self, path: str | Path, name: str = "sim2real_camera") -> None:
         """Write this camera as a ROS camera_info YAML with the ``pose_in_base`` extension."""
         i = self.intrinsics
-        k = [i.fx, 0.0, i.cx, 0.0, i.fy, i.cy, 0.0, 0.0, 1.0]
+        fx, fy, cx, cy = (float(v) for v in (i.fx, i.fy, i.cx, i.cy))
+        k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
         data = {
-            "image_width": i.width, "image_height": i.height, "camera_name": name,
+            "image_width": int(i.width), "image_height": int(i.height), "camera_name": name,
             "camera_matrix": {"rows": 3, "cols": 3, "data": k},
             "distortion_model": "plumb_bob",
             "distortion_coefficients": {"rows": 1, "cols": 5, "data": [0.0] * 5},
             "rectification_matrix": {"rows": 3, "cols": 3, "data": [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]},
             "projection_matrix": {"rows": 3, "cols": 4,
-                                  "data": [i.fx, 0.0, i.cx, 0.0, 0.0, i.fy, i.cy, 0.0, 0.0, 0.0, 1.0, 0.0]},
-            "pose_in_base": {"position": list(self.position), "orientation": list(self.orientation)},
+                                  "data": [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]},
+            "pose_in_base": {"position": [float(v) for v in self.position],
+                             "orientation": [float(v) for v in self.orientation]},
         }
         Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
 

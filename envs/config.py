@@ -48,6 +48,9 @@ class Dim:
             raise ValueError(f"{path}.low: {low} is below the allowed minimum {self.minimum}")
         if high > self.maximum:
             raise ValueError(f"{path}.high: {high} is above the allowed maximum {self.maximum}")
+        if not self.minimum <= self.nominal <= self.maximum:
+            raise ValueError(f"{path}.nominal: {self.nominal} is outside the allowed range "
+                             f"[{self.minimum}, {self.maximum}]")
 
     def sample(self, rng) -> float:
         if not self.enabled:
@@ -81,10 +84,13 @@ class _Group:
                 for f in dataclasses.fields(self) for d in [getattr(self, f.name)]}
 
     @classmethod
-    def from_dict(cls, data: dict, path: str):
+    def from_dict(cls, data: dict, path: str, base=None):
+        """Override ``base`` (default: the full-range group) with ``data``: per dimension true/false
+        (switch it on or off, keeping its range), [low, high] (switch on with that range) or a
+        mapping of the Dim fields to change."""
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping, got {data!r}")
-        base = cls()
+        base = cls() if base is None else base
         names = {f.name for f in dataclasses.fields(cls)}
         changes = {}
         for key, value in data.items():
@@ -220,9 +226,7 @@ class RandomizationConfig:
         groups = {}
         for g, kind in _GROUPS.items():
             if g in data:
-                merged = getattr(base, g).to_dict()
-                merged.update(data[g])
-                groups[g] = kind.from_dict(merged, f"randomization.{g}")
+                groups[g] = kind.from_dict(data[g], f"randomization.{g}", base=getattr(base, g))
         return dataclasses.replace(base, **groups, name=data.get("name", base.name))
 
     @classmethod

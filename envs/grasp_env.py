@@ -20,6 +20,7 @@ Reward: "sparse" gives 1 on success; "dense" adds shaping towards the nearest ob
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from typing import Any
 
@@ -79,6 +80,14 @@ class GraspEnv(gym.Env):
         self.metadata = {**self.metadata, "render_fps": self.config.control_hz}
 
         self.sim = Sim(timestep=1.0 / self.config.sim_hz, renderer=self.config.renderer)
+        if self.sim.renderer == "egl":
+            v = self.config.randomization.visual
+            ignored = [n for n in ("ambient", "diffuse", "specular", "light_color_jitter")
+                       if getattr(v, n).enabled]
+            if ignored:
+                warnings.warn(f"renderer='egl' ignores the light coefficients and colour; these "
+                              f"randomization dimensions have no effect: {', '.join(ignored)}",
+                              RuntimeWarning, stacklevel=2)
         self.scene = Scene(self.sim)
         self.randomizer = Randomizer(self.config.randomization, self.base_camera)
         self.robot: Panda | None = None

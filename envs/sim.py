@@ -54,6 +54,8 @@ class Sim:
         self._p.setAdditionalSearchPath(pybullet_data.getDataPath())
         self._bodies: dict[str, int] = {}
         self._textures: dict[str, int] = {}
+        # getJointInfo keeps reporting the URDF's damping after changeDynamics; remember ours.
+        self._joint_damping: dict[tuple[str, int], float] = {}
         self.renderer = renderer
         self._egl_plugin: int | None = None
         if renderer == "egl":
@@ -66,6 +68,7 @@ class Sim:
         self._p.resetSimulation()
         self._bodies.clear()
         self._textures.clear()
+        self._joint_damping.clear()
         self._p.setTimeStep(self.timestep)
         self._p.setGravity(0.0, 0.0, -9.81)
         # Deterministic contact solving: a seed must replay the same world.
@@ -240,6 +243,8 @@ class Sim:
         """Forward to changeDynamics: mass, lateralFriction, spinningFriction, rollingFriction,
         restitution, jointDamping, linearDamping, angularDamping."""
         self._p.changeDynamics(self._bodies[name], link, **kwargs)
+        if "jointDamping" in kwargs:
+            self._joint_damping[(name, link)] = float(kwargs["jointDamping"])
 
     def dynamics(self, name: str, link: int = -1) -> dict[str, float]:
         info = self._p.getDynamicsInfo(self._bodies[name], link)
@@ -247,6 +252,8 @@ class Sim:
                 "rollingFriction": info[6], "spinningFriction": info[7]}
 
     def joint_damping(self, name: str, joint: int) -> float:
+        if (name, joint) in self._joint_damping:
+            return self._joint_damping[(name, joint)]
         return float(self._p.getJointInfo(self._bodies[name], joint)[6])
 
     # ------------------------------------------------------------------------------- appearance
