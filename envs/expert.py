@@ -26,7 +26,7 @@ from envs.scene import TRAY_FLOOR_Z
 
 HOVER = 0.09        # m above the grasp height to line up before descending
 LIFT_Z = 0.25       # m, where the lift phase goes
-CLOSE_STEPS = 3     # control steps spent closing the gripper
+DRIFT = 0.03        # m off the grasp point at which a later phase gives up and approaches again
 
 
 @dataclass
@@ -59,21 +59,22 @@ class ScriptedExpert:
         self.max_candidates = max_candidates
         self.grasp: Grasp | None = None
         self.phase = "approach"
-        self.closed_steps = 0
         self.planned_success: bool | None = None
         self.rehearsals = 0
 
     def reset(self) -> None:
         self.grasp = None
         self.phase = "approach"
-        self.closed_steps = 0
         self.planned_success = None
 
     # ------------------------------------------------------------------------ candidates
     def candidates(self) -> list[Grasp]:
-        """Grasps to rehearse, best guesses first: the highest objects first, each across the
-        narrowest horizontal direction of its bounding box, then other yaws and heights."""
+        """Grasps to rehearse, best guesses first: the object nearest the gripper (horizontally)
+        first, each across the narrowest horizontal direction of its bounding box, then other yaws
+        and heights. Nearest-first makes the expert's choice something a student can see in the
+        image (where the gripper is relative to the objects), not a hidden preference."""
         env = self.env
+        ee, _ = env.robot.ee_pose()
         out: list[tuple[float, int, Grasp]] = []
         for name, info in env.privileged_state().items():
             pos, quat, ext = info["position"], info["orientation"], info["extents"]
@@ -102,7 +103,8 @@ class ScriptedExpert:
                 # Closing axis (sin yaw, -cos yaw) along d  =>  yaw = theta + pi/2.
                 yaw_offset = _wrap_half_pi(theta + math.pi / 2 - obj_yaw)
                 for z_rank, z in enumerate((z_main, z_low)):
-                    score = -high[2] + 0.02 * rank + 0.03 * z_rank
+                    # Stacked objects: a higher one is slightly preferred (2 cm of distance per 1 cm up).
+                    score = float(np.linalg.norm(centre - ee[:2])) - 2.0 * high[2] + 0.02 * rank + 0.03 * z_rank
                     out.append((score, len(out), Grasp(name, offset, z, yaw_offset)))
         out.sort(key=lambda t: (t[0], t[1]))
         return [g for _, _, g in out[: self.max_candidates]]
@@ -145,8 +147,8 @@ class ScriptedExpert:
 
     def _rehearse(self, grasp: Grasp) -> bool:
         env = self.env
-        saved = (self.grasp, self.phase, self.closed_steps)
-        self.grasp, self.phase, self.closed_steps = grasp, "approach", 0
+        saved = (self.grasp, self.phase)
+        self.grasp, self.phase = grasp, "approach"
         success = False
         try:
             for _ in range(env.config.max_episode_steps - env._steps):
@@ -156,18 +158,34 @@ class ScriptedExpert:
                     success = True
                     break
         finally:
-            self.grasp, self.phase, self.closed_steps = saved
+            self.grasp, self.phase = saved
         return success
 
     # -------------------------------------------------------------------------- control
     def act(self, observation=None) -> np.ndarray:
         """The action for the env's current state (the observation is not needed: privileged)."""
-        if self.grasp is None or self.grasp.object not in self.env.scene.active:
+        if self.grasp is None or self.grasp.object not in self.env.scene.active or self._student_chose_another():
             self.grasp = self.plan()
-            self.phase, self.closed_steps = "approach", 0
+            self.phase = "approach"
             if self.grasp is None:
                 return np.array([0, 0, 1.0, 0, 1.0], dtype=np.float32)
         return self._control()
+
+    def _student_chose_another(self) -> bool:
+        """Someone else is driving (DAgger) and has clearly gone for another object: the gripper is
+        within 6 cm of it and at most half as far from it as from the planned one. Re-planning then
+        keeps the labels consistent with "grasp the object you are at", which a student can see."""
+        ee, _ = self.env.robot.ee_pose()
+        point, _ = self._target()
+        d_plan = float(np.linalg.norm(ee[:2] - point[:2]))
+        for name in self.env.scene.active:
+            if name == self.grasp.object:
+                continue
+            pos, _ = self.env.sim.pose(name)
+            d = float(np.linalg.norm(ee[:2] - pos[:2]))
+            if pos[2] > 0 and d < 0.06 and d < 0.5 * d_plan and ee[2] < pos[2] + 0.15:
+                return True
+        return False
 
     def _target(self) -> tuple[np.ndarray, float]:
         g = self.grasp
@@ -177,32 +195,53 @@ class ScriptedExpert:
         xy = pos[:2] + np.array([c * g.offset[0] - s * g.offset[1], s * g.offset[0] + c * g.offset[1]])
         return np.array([xy[0], xy[1], g.z]), _wrap_half_pi(yaw + g.yaw_offset)
 
+    def target_labels(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Privileged labels for the current grasp: target object (x, y, z, yaw) and grasp pose
+        (x, y, z, yaw), base frame, m and rad; None before a plan."""
+        if self.grasp is None or self.grasp.object not in self.env.scene.active:
+            return None
+        pos, quat = self.env.sim.pose(self.grasp.object)
+        point, yaw = self._target()
+        return (np.array([*pos, _object_yaw(quat)], dtype=np.float32),
+                np.array([*point, yaw], dtype=np.float32))
+
     def _control(self) -> np.ndarray:
+        """The action for the current state. The phase is read from the state (where the hand is,
+        what the fingers touch), not remembered, so the same state always gets the same label
+        whoever drove the arm there (DAgger: the student acts, the expert labels)."""
         env = self.env
         ee, ee_yaw = env.robot.ee_pose()
         cfg = env.config
         grasp_point, grasp_yaw = self._target()
+        opening = env.robot.opening()
+        off_xy = float(np.linalg.norm(ee[:2] - grasp_point[:2]))
+        dz = float(ee[2] - grasp_point[2])
+        touching = [env.sim.in_contact("robot", self.grasp.object, link) for link in env.robot.finger_links()]
+        aligned = abs(ee_yaw - grasp_yaw) < 0.1
+        if all(touching) or (any(touching) and dz > 0.015 and opening < MAX_OPENING - 0.01):
+            phase = "lift"
+        elif off_xy <= DRIFT and dz < 0.008:
+            # At the grasp point: close, unless the fingers already closed on nothing (a miss).
+            phase = "close" if opening > 0.004 else "approach"
+        elif (off_xy < 0.012 and aligned) or (off_xy < DRIFT and dz < HOVER - 0.01):
+            phase = "descend"
+        else:
+            phase = "approach"
+        self.phase = phase
         gripper = 1.0
-        if self.phase == "approach":
+        if phase == "approach":
             target = grasp_point + np.array([0, 0, HOVER])
-            target[2] = max(target[2], ee[2] - cfg.max_translation) if np.linalg.norm(
-                ee[:2] - grasp_point[:2]) > 0.05 else target[2]
-            if np.linalg.norm(ee[:2] - grasp_point[:2]) < 0.012 and abs(ee_yaw - grasp_yaw) < 0.1:
-                self.phase = "descend"
-        if self.phase == "descend":
+            if off_xy > 0.05:  # far away: do not dive, travel at least at the current height
+                target[2] = max(target[2], ee[2] - cfg.max_translation)
+        elif phase == "descend":
             target = grasp_point
-            if ee[2] - grasp_point[2] < 0.008:
-                self.phase = "close"
-        if self.phase == "close":
+        elif phase == "close":
             target, gripper = grasp_point, -1.0
-            self.closed_steps += 1
-            if self.closed_steps > CLOSE_STEPS:
-                self.phase = "lift"
-        if self.phase == "lift":
+        else:
             target, gripper = np.array([ee[0], ee[1], LIFT_Z]), -1.0
         delta = (target - ee) / cfg.max_translation
         dyaw = (grasp_yaw - ee_yaw) / cfg.max_rotation
-        if self.phase in ("close", "lift"):
+        if phase in ("close", "lift"):
             dyaw = 0.0
         gain = 0.7
         action = np.concatenate([np.clip(gain * delta, -1, 1), [np.clip(gain * dyaw, -1, 1)], [gripper]])

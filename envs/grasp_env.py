@@ -226,13 +226,18 @@ class GraspEnv(gym.Env):
         return out
 
     # ------------------------------------------------------------------------ observation
+    def state_observation(self) -> dict[str, np.ndarray]:
+        """The privileged observation of ``PandaGraspState-v0`` for the current state, whatever
+        this env's own observation mode (for state teachers labelling a pixel env)."""
+        rows = np.zeros((self.config.num_objects[1], OBJECT_FEATURES), dtype=np.float32)
+        for k, info in enumerate(self.privileged_state().values()):
+            rows[k] = [1.0, *info["position"], *info["orientation"], *info["extents"]]
+        return {"proprio": self.robot.proprio(), "objects": np.clip(rows, -10, 10)}
+
     def _observation(self) -> dict[str, np.ndarray]:
-        proprio = self.robot.proprio()
         if self.config.observation == "state":
-            rows = np.zeros((self.config.num_objects[1], OBJECT_FEATURES), dtype=np.float32)
-            for k, info in enumerate(self.privileged_state().values()):
-                rows[k] = [1.0, *info["position"], *info["orientation"], *info["extents"]]
-            return {"proprio": proprio, "objects": np.clip(rows, -10, 10)}
+            return self.state_observation()
+        proprio = self.robot.proprio()
         image = self.render_camera(self._camera)
         return {"image": self.params.sensor(image, self._rng_sensor), "proprio": proprio}
 
@@ -240,6 +245,22 @@ class GraspEnv(gym.Env):
         i = camera.intrinsics
         return self.sim.render(i.width, i.height, camera.view_matrix(), camera.projection_matrix(),
                                self.params.light)
+
+    def render_alternative(self, rng: np.random.Generator) -> np.ndarray:
+        """The current world state as the policy camera would see it under a *different*, freshly
+        sampled appearance (colours, textures, light, camera jitter, sensor corruption), uint8
+        (S, S, 3). For randomization-invariance pairs; the episode's own appearance is restored and
+        the env's generators are not touched (``rng`` is the caller's)."""
+        alt = self.randomizer.sample(self.scene, list(self.scene.active), rng)
+        self.randomizer.apply_appearance(self.scene, alt)
+        try:
+            camera = alt.camera.with_image_size(self.config.image_size, self.config.image_size)
+            i = camera.intrinsics
+            image = self.sim.render(i.width, i.height, camera.view_matrix(), camera.projection_matrix(), alt.light)
+            alt.sensor.reset()
+            return alt.sensor(image, rng)
+        finally:
+            self.randomizer.apply_appearance(self.scene, self.params)
 
     def render(self):
         """A clean (uncorrupted) RGB view from this episode's camera at ``render_size``."""

@@ -1,0 +1,249 @@
+"""Vision encoders in plain torch, and their SB3 features-extractor adapter.
+
+An encoder maps a float image batch (N, 3, H, W) in [0, 1] to features (N, features_dim). The
+per-channel normalization it expects lives *inside* it (buffers ``mean`` and ``std``), so a saved
+encoder carries its input spec with it and export needs no outside preprocessing beyond resize.
+
+Architectures (``ENCODERS``):
+    "cnn"     (default) four 3x3 conv layers, 64 -> 16 px, BatchNorm, then spatial-softmax keypoints
+              (where things are) concatenated with global average pooling (what is there).
+    "resnet"  a deeper residual net: stem + three stages of two basic blocks (32, 64, 128 channels),
+              same keypoint + pooling head.
+Both expose ``blocks`` (input to output) so transfer can freeze or fine-tune the top k of them.
+BatchNorm is deliberate: re-estimating its statistics on target images is AdaBN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ENCODERS = ("cnn", "resnet")
+
+
+@dataclass
+class EncoderSpec:
+    """What an encoder is and what it expects.
+
+    arch: one of ``ENCODERS``; image_size: side of the square RGB input, pixels (resize outside);
+    features_dim: output width; mean, std: per-channel RGB normalization applied inside to [0, 1]
+    inputs; width: channel multiplier.
+    """
+
+    arch: str = "cnn"
+    image_size: int = 64
+    features_dim: int = 128
+    width: int = 16
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ENCODERS:
+            raise ValueError(f"encoder arch: must be one of {ENCODERS}, got {self.arch!r}")
+        for name in ("image_size", "features_dim", "width"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"encoder {name}: must be a positive integer, got {value!r}")
+        if self.image_size % 16:
+            raise ValueError(f"encoder image_size: must be a multiple of 16, got {self.image_size}")
+        self.mean, self.std = tuple(map(float, self.mean)), tuple(map(float, self.std))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EncoderSpec:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"encoder spec: unknown fields {sorted(unknown)}")
+        return cls(**data)
+
+
+def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                     if stride != 1 or cin != cout else nn.Identity())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        return F.relu(self.bn2(self.conv2(y)) + self.skip(x), inplace=True)
+
+
+class SpatialSoftmax(nn.Module):
+    """Per channel, the expected (x, y) image coordinate in [-1, 1] under a softmax over pixels:
+    (N, C, H, W) -> (N, 2C). A learned temperature sharpens it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        ys = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype)
+        xs = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype)
+        p = torch.softmax(x.reshape(n, c, h * w) / self.log_temperature.exp(), dim=-1).reshape(n, c, h, w)
+        ex = (p.sum(dim=2) * xs).sum(dim=-1)
+        ey = (p.sum(dim=3) * ys).sum(dim=-1)
+        return torch.cat([ex, ey], dim=1)
+
+
+class Encoder(nn.Module):
+    """Image (N, 3, S, S) float in [0, 1] -> features (N, features_dim). See the module docstring."""
+
+    def __init__(self, spec: EncoderSpec | None = None) -> None:
+        super().__init__()
+        self.spec = spec = spec or EncoderSpec()
+        w = spec.width
+        if spec.arch == "cnn":
+            self.blocks = nn.ModuleList([conv_bn(3, w, 2), conv_bn(w, w, 2), conv_bn(w, 2 * w), conv_bn(2 * w, 2 * w)])
+            channels = 2 * w
+        else:
+            self.blocks = nn.ModuleList([
+                conv_bn(3, w, 2),
+                nn.Sequential(BasicBlock(w, w), BasicBlock(w, w)),
+                nn.Sequential(BasicBlock(w, 2 * w, 2), BasicBlock(2 * w, 2 * w)),
+                nn.Sequential(BasicBlock(2 * w, 4 * w), BasicBlock(4 * w, 4 * w)),
+            ])
+            channels = 4 * w
+        # Keypoint maps are a linear read-out of the last features (no ReLU), so a softmax over
+        # pixels can become peaked where a detector fires; one keypoint = two coordinates.
+        self.keypoint_maps = nn.Conv2d(channels, channels, 1)
+        self.keypoints = SpatialSoftmax()
+        self.head = nn.Sequential(nn.Linear(3 * channels, spec.features_dim), nn.LayerNorm(spec.features_dim),
+                                  nn.ReLU(inplace=True))
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
+
+    @property
+    def features_dim(self) -> int:
+        return self.spec.features_dim
+
+    def feature_map(self, image: torch.Tensor) -> torch.Tensor:
+        x = (image - self.mean) / self.std
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = self.feature_map(image)
+        return self.head(torch.cat([self.keypoints(self.keypoint_maps(x)), x.mean(dim=(2, 3))], dim=1))
+
+
+# --------------------------------------------------------------------------- proprio
+# Fixed affine normalization of proprio (x, y, z m; yaw rad; opening m) to roughly [-1, 1] over the
+# workspace: part of the policy's input spec, written into policy.json at export.
+PROPRIO_OFFSET = (0.55, 0.0, 0.15, 0.0, 0.04)
+PROPRIO_SCALE = (0.2, 0.2, 0.12, 1.57, 0.04)
+
+
+class ProprioNorm(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("offset", torch.tensor(PROPRIO_OFFSET))
+        self.register_buffer("scale", torch.tensor(PROPRIO_SCALE))
+
+    def forward(self, proprio: torch.Tensor) -> torch.Tensor:
+        return (proprio - self.offset) / self.scale
+
+
+class Fusion(nn.Module):
+    """Image features and normalized proprio -> one vector (N, encoder dim + 64)."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.proprio_norm = ProprioNorm()
+        self.proprio = nn.Sequential(nn.Linear(5, 64), nn.ReLU(inplace=True))
+        self.out_dim = encoder.features_dim + 64
+
+    def forward(self, image: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.encoder(image), self.proprio(self.proprio_norm(proprio))], dim=1)
+
+
+# ----------------------------------------------------------------------- save / load
+def save_encoder(path, encoder: Encoder, extra: dict | None = None) -> None:
+    """Save the encoder alone: weights + spec (+ optional provenance). Atomic."""
+    from sim2real.runs import atomic_torch_save
+
+    atomic_torch_save({"kind": "sim2real-encoder", "spec": encoder.spec.to_dict(),
+                       "state_dict": encoder.state_dict(), "extra": extra or {}}, path)
+
+
+def load_encoder(path) -> Encoder:
+    """Load an encoder saved by ``save_encoder`` (no code executed: ``weights_only=True``)."""
+    from sim2real.runs import safe_torch_load
+
+    blob = safe_torch_load(path)
+    if not isinstance(blob, dict) or blob.get("kind") != "sim2real-encoder":
+        raise ValueError(f"{path}: not a sim2real encoder checkpoint")
+    encoder = Encoder(EncoderSpec.from_dict(blob["spec"]))
+    encoder.load_state_dict(blob["state_dict"])
+    return encoder
+
+
+def images_to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W, 3) RGB -> float (N, 3, H, W) in [0, 1]."""
+    t = torch.as_tensor(images)
+    return t.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+# ------------------------------------------------------------------------------ SB3
+try:
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+except ImportError:  # pragma: no cover - SB3 is a dependency
+    BaseFeaturesExtractor = nn.Module
+
+
+class GraspExtractor(BaseFeaturesExtractor):
+    """SB3 features extractor for the ``{image, proprio}`` observation.
+
+    Use with ``policy_kwargs=dict(features_extractor_class=GraspExtractor,
+    features_extractor_kwargs=dict(encoder=..., freeze=...))``. SB3 hands it images already
+    transposed to (N, 3, H, W) and scaled to [0, 1].
+
+    Args:
+        encoder: path to a saved encoder, an ``Encoder``, an ``EncoderSpec`` or None (random "cnn").
+        freeze: keep the encoder's weights and BatchNorm statistics fixed (feature extraction).
+    """
+
+    def __init__(self, observation_space, encoder=None, freeze: bool = False) -> None:
+        if isinstance(encoder, Encoder):
+            enc = encoder
+        elif isinstance(encoder, EncoderSpec) or encoder is None:
+            size = observation_space["image"].shape[-2]
+            enc = Encoder(encoder or EncoderSpec(image_size=size))
+        else:
+            enc = load_encoder(encoder)
+        fusion = Fusion(enc)
+        super().__init__(observation_space, fusion.out_dim)
+        self.fusion = fusion
+        self.freeze = freeze
+        if freeze:
+            for p in enc.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze:
+            self.fusion.encoder.eval()  # frozen BatchNorm statistics too
+        return self
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        image = observations["image"]
+        if image.shape[1] != 3 and image.shape[-1] == 3:  # channel-last (no VecTransposeImage)
+            image = image.permute(0, 3, 1, 2)
+        return self.fusion(image, observations["proprio"])

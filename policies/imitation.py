@@ -1,0 +1,210 @@
+"""Supervised training of ``GraspPolicy``: encoder pretraining, behaviour cloning and DAgger's
+retraining all run through ``fit`` with different loss weights.
+
+Losses (each averaged over the rows that have its label):
+    action      BC: MSE between tanh(movement) and the expert's dx, dy, dz, dyaw, plus binary
+                cross-entropy of the gripper logit against the expert's open/close command.
+    object      privileged regression from the image alone (Huber): target object position
+                (normalized; objects off the tray are ignored) and grasp yaw as (cos 2psi, sin 2psi).
+    outcome     binary cross-entropy: does this episode end in a grasp?
+    invariance  paired renders of one world state under two randomizations: 1 - cosine similarity
+                of their encoder features.
+Images are augmented (random shift, colour jitter) per batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from policies.augment import augment
+from policies.encoders import images_to_tensor
+from policies.policy import GraspPolicy, object_targets
+from sim2real.data.episodes import Dataset, Episode
+
+FIELDS = ("images", "proprio", "expert_action", "object", "grasp", "success", "images_alt", "has_alt")
+
+
+@dataclass
+class FitConfig:
+    """One supervised training stage.
+
+    steps: gradient steps; batch: batch size; lr: learning rate of the heads; encoder_lr: of the
+    encoder (lower when it is pretrained); weights: loss weights by name (see module docstring);
+    shift: random-shift pad, pixels; jitter: colour-jitter strength; weight_decay: AdamW.
+    """
+
+    steps: int = 1000
+    batch: int = 128
+    lr: float = 1e-3
+    encoder_lr: float = 1e-3
+    weights: dict[str, float] = field(default_factory=lambda: {"action": 1.0, "object": 0.5, "outcome": 0.1,
+                                                               "invariance": 0.1})
+    shift: int = 4
+    jitter: float = 0.2
+    weight_decay: float = 1e-4
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 0 or (name == "batch" and v == 0):
+                raise ValueError(f"fit {name}: must be a non-negative integer (batch positive), got {v!r}")
+        for name in ("lr", "encoder_lr"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"fit {name}: must be a non-negative number, got {v!r}")
+        unknown = set(self.weights) - {"action", "object", "outcome", "invariance"}
+        if unknown:
+            raise ValueError(f"fit weights: unknown losses {sorted(unknown)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Buffer:
+    """Aggregated training rows (DAgger's growing dataset) as flat numpy arrays."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[np.ndarray]] = {k: [] for k in FIELDS}
+        self._cat: dict[str, np.ndarray] | None = None
+
+    def add_episode(self, ep: Episode) -> None:
+        n = len(ep)
+        nan4 = np.full((n, 4), np.nan, np.float32)
+        self.parts["images"].append(ep.images)
+        self.parts["proprio"].append(ep.proprio)
+        self.parts["expert_action"].append(ep.expert_action if ep.expert_action is not None
+                                           else np.full((n, 5), np.nan, np.float32))
+        self.parts["object"].append(ep.object if ep.object is not None else nan4)
+        self.parts["grasp"].append(ep.grasp if ep.grasp is not None else nan4)
+        self.parts["success"].append(np.full(n, np.nan if ep.success is None else float(ep.success), np.float32))
+        alt = ep.images_alt if ep.images_alt is not None else np.zeros_like(ep.images)
+        self.parts["images_alt"].append(alt)
+        self.parts["has_alt"].append(ep.has_alt if ep.has_alt is not None else np.zeros(n, bool))
+        self._cat = None
+
+    def add_dataset(self, ds: Dataset) -> None:
+        self.parts["images"].append(ds.images)
+        self.parts["proprio"].append(ds.proprio)
+        self.parts["expert_action"].append(ds.expert_action)
+        self.parts["object"].append(ds.object)
+        self.parts["grasp"].append(ds.grasp)
+        self.parts["success"].append(ds.success)
+        self.parts["images_alt"].append(ds.images_alt)
+        self.parts["has_alt"].append(ds.has_alt)
+        self._cat = None
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        if self._cat is None:
+            self._cat = {k: np.concatenate(v) for k, v in self.parts.items()}
+            self.parts = {k: [v] for k, v in self._cat.items()}
+        return self._cat
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts["images"])
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.float()
+    return (x * m).sum() / m.sum().clamp(min=1.0)
+
+
+def losses(policy: GraspPolicy, batch: dict[str, torch.Tensor], weights: dict[str, float]) -> dict[str, torch.Tensor]:
+    """Per-name losses (scalars) for one batch; ``total`` is their weighted sum."""
+    out = policy.heads(batch["images"], batch["proprio"])
+    result: dict[str, torch.Tensor] = {}
+    label = batch["expert_action"]
+    if weights.get("action", 0) > 0:
+        has = torch.isfinite(label).all(dim=1)
+        lab = torch.nan_to_num(label)
+        move = ((torch.tanh(out["action"][:, :4]) - lab[:, :4]) ** 2).mean(dim=1)
+        grip = F.binary_cross_entropy_with_logits(out["action"][:, 4], (lab[:, 4] > 0).float(), reduction="none")
+        result["action"] = _masked_mean(move + 0.5 * grip, has)
+    if weights.get("object", 0) > 0:
+        target = object_targets(torch.nan_to_num(batch["object"]), torch.nan_to_num(batch["grasp"]))
+        # Only objects in view of the tray count: a student may knock one off the table, and its
+        # far-away position would swamp the loss.
+        has = (torch.isfinite(batch["object"]).all(dim=1) & torch.isfinite(batch["grasp"]).all(dim=1)
+               & (target[:, :3].abs() < 3).all(dim=1))
+        huber = F.smooth_l1_loss(out["object"], target, reduction="none", beta=0.5).mean(dim=1)
+        result["object"] = _masked_mean(huber, has)
+    if weights.get("outcome", 0) > 0:
+        s = batch["success"]
+        has = torch.isfinite(s)
+        bce = F.binary_cross_entropy_with_logits(out["outcome"], torch.nan_to_num(s), reduction="none")
+        result["outcome"] = _masked_mean(bce, has)
+    if weights.get("invariance", 0) > 0 and bool(batch["has_alt"].any()):
+        idx = batch["has_alt"].nonzero().squeeze(1)
+        f_alt = policy.encoder(batch["images_alt"][idx])
+        cos = F.cosine_similarity(out["features"][idx], f_alt, dim=1)
+        result["invariance"] = (1 - cos).mean()
+    total = sum(weights.get(k, 0) * v for k, v in result.items())
+    result["total"] = total if isinstance(total, torch.Tensor) else torch.zeros(())
+    return result
+
+
+def make_batch(arrays: dict[str, np.ndarray], idx: np.ndarray, cfg: FitConfig,
+               generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    images = augment(images_to_tensor(arrays["images"][idx]), cfg.shift, cfg.jitter, generator)
+    def f32(name: str) -> torch.Tensor:
+        return torch.as_tensor(arrays[name][idx], dtype=torch.float32)
+
+    batch = {"images": images, "proprio": f32("proprio"), "expert_action": f32("expert_action"),
+             "object": f32("object"), "grasp": f32("grasp"), "success": f32("success"),
+             "has_alt": torch.as_tensor(arrays["has_alt"][idx], dtype=torch.bool)}
+    if batch["has_alt"].any():
+        batch["images_alt"] = augment(images_to_tensor(arrays["images_alt"][idx]), cfg.shift, cfg.jitter, generator)
+    return batch
+
+
+def fit(policy: GraspPolicy, data: Buffer, cfg: FitConfig, seed: int = 0,
+        progress: str | None = None, log: Callable[[int, dict[str, float]], None] | None = None,
+        log_every: int | None = None) -> list[dict[str, float]]:
+    """Train ``policy`` in place for ``cfg.steps`` steps; returns logged loss rows."""
+    from tqdm.auto import tqdm
+
+    arrays = data.arrays
+    n = len(arrays["images"])
+    log_every = log_every or max(1, min(50, cfg.steps // 20))
+    if n == 0:
+        raise ValueError("fit: no training rows")
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    enc_params = [p for p in policy.encoder.parameters() if p.requires_grad]
+    enc_ids = {id(p) for p in policy.encoder.parameters()}
+    other = [p for p in policy.parameters() if id(p) not in enc_ids and p.requires_grad]
+    groups = [{"params": other, "lr": cfg.lr}]
+    if enc_params and cfg.encoder_lr > 0:
+        groups.append({"params": enc_params, "lr": cfg.encoder_lr})
+    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=max(cfg.steps, 1),
+                                                pct_start=0.1)
+    policy.train()
+    history: list[dict[str, float]] = []
+    running: dict[str, float] = {}
+    bar = tqdm(range(cfg.steps), desc=progress, disable=progress is None, leave=False, unit="step")
+    for step in bar:
+        idx = rng.integers(0, n, cfg.batch)
+        batch = make_batch(arrays, idx, cfg, gen)
+        out = losses(policy, batch, cfg.weights)
+        opt.zero_grad(set_to_none=True)
+        out["total"].backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 5.0)
+        opt.step()
+        sched.step()
+        for k, v in out.items():
+            running[k] = 0.9 * running.get(k, v.item()) + 0.1 * v.item()
+        if (step + 1) % log_every == 0 or step + 1 == cfg.steps:
+            row = {"step": step + 1, **{k: round(v, 5) for k, v in running.items()}}
+            history.append(row)
+            bar.set_postfix(loss=f"{running['total']:.4f}")
+            if log is not None:
+                log(step + 1, row)
+    policy.eval()
+    return history

@@ -1,0 +1,284 @@
+"""Rollouts in parallel worker processes: expert demonstrations, DAgger (student acts, expert
+labels) and evaluation.
+
+Work is cut into *chunks* of consecutive episodes; a chunk's first reset uses its own seed (which
+rebuilds the world from that seed) and the rest follow from it. A chunk's episodes therefore depend
+only on its seed, never on which worker ran it or how many workers there were: seeded collection
+is reproducible.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim2real.data.episodes import Episode
+
+MODES = ("expert", "dagger", "eval", "views")
+
+
+@dataclass
+class Chunk:
+    """Episodes to run in one worker call.
+
+    mode: "expert" (expert acts and labels), "dagger" (the policy acts with probability 1 - beta,
+    the expert labels every state), "eval" (the policy acts; no expert, nothing recorded),
+    "views" (no episode: each reset is a fresh randomized layout, seen with the gripper teleported
+    to ``views`` random poses above the tray; labels from the expert's first-choice grasp. Cheap,
+    diverse data for encoder pretraining: an episode shows one layout, this shows hundreds).
+    alt_prob: probability that a recorded step also gets a render under another randomization.
+    """
+
+    env_kwargs: dict
+    seed: int
+    episodes: int
+    mode: str = "expert"
+    policy: bytes | None = None
+    beta: float = 0.0
+    alt_prob: float = 0.0
+    tag: int = 0
+    views: int = 4
+
+
+@dataclass
+class Result:
+    success: bool
+    steps: int
+    episode: Episode | None = None
+    seed: int | None = None
+    objects: str = ""
+    info: dict = field(default_factory=dict)
+
+
+_CACHE: dict = {}
+
+
+def _env(env_kwargs: dict):
+    import gymnasium as gym
+
+    import envs  # noqa: F401 - registers the ids
+
+    key = repr(sorted(env_kwargs.items(), key=lambda kv: kv[0]))
+    if _CACHE.get("env_key") != key:
+        if "env" in _CACHE:
+            _CACHE["env"].close()
+        kwargs = dict(env_kwargs)
+        env_id = kwargs.pop("id", "PandaGrasp-v0")
+        _CACHE["env"] = gym.make(env_id, disable_env_checker=True, **kwargs)
+        _CACHE["env_key"] = key
+    return _CACHE["env"]
+
+
+def _policy(blob: bytes | None):
+    if blob is None:
+        return None
+    import hashlib
+
+    import torch
+
+    from policies.policy import GraspPolicy
+
+    digest = hashlib.sha1(blob).hexdigest()
+    if _CACHE.get("policy_key") != digest:
+        ckpt = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        _CACHE["policy"] = GraspPolicy.from_checkpoint(ckpt)
+        _CACHE["policy_key"] = digest
+    return _CACHE["policy"]
+
+
+def policy_bytes(policy) -> bytes:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(policy.checkpoint(), buf)
+    return buf.getvalue()
+
+
+def run_chunk(chunk: Chunk) -> list[Result]:
+    """Run one chunk in this process (the worker entry point)."""
+    from envs.expert import ScriptedExpert
+
+    if chunk.mode not in MODES:
+        raise ValueError(f"mode: must be one of {MODES}, got {chunk.mode!r}")
+    env = _env(chunk.env_kwargs)
+    policy = _policy(chunk.policy)
+    if chunk.mode in ("dagger", "eval") and policy is None:
+        raise ValueError(f"mode {chunk.mode!r} needs a policy")
+    expert = ScriptedExpert(env, plan=chunk.mode != "views") if chunk.mode != "eval" else None
+    rng = np.random.default_rng([chunk.seed, 7919])  # alt renders, the DAgger mixture, view poses
+    out = []
+    for k in range(chunk.episodes):
+        seed = chunk.seed if k == 0 else None
+        if chunk.mode == "views":
+            out.append(_views(env, expert, chunk, rng, seed))
+        else:
+            out.append(_episode(env, expert, policy, chunk, rng, seed))
+    return out
+
+
+VIEW_LOW = np.array([0.42, -0.14, 0.04, -0.8])   # x, y, z (m), yaw (rad) of teleported gripper poses
+VIEW_HIGH = np.array([0.68, 0.14, 0.25, 0.8])
+
+
+def _views(env, expert, chunk: Chunk, rng: np.random.Generator, seed: int | None) -> Result:
+    env.reset(seed=seed)
+    genv = env.unwrapped
+    objects = ",".join(str(genv.privileged_state()[n]["object_id"]) for n in genv.scene.active)
+    rows: dict[str, list] = {k: [] for k in ("images", "proprio", "expert_action", "object", "grasp",
+                                             "images_alt", "has_alt")}
+    for k in range(chunk.views):
+        pose = rng.uniform(VIEW_LOW, VIEW_HIGH)
+        opening = 0.08 if rng.random() < 0.8 else float(rng.uniform(0.0, 0.08))
+        genv.robot.reset(pose[:3], float(pose[3]), opening)
+        expert.reset()
+        label = expert.act()  # plans (nearest first, no rehearsal) from this pose
+        genv.params.sensor.reset()  # no frame delay / drop across teleports
+        obs = genv._observation()
+        if k > 0:  # every further view of the layout under a fresh appearance: cheap diversity
+            obs["image"] = genv.render_alternative(rng)
+        labels = expert.target_labels()
+        nan4 = np.full(4, np.nan, np.float32)
+        rows["images"].append(obs["image"])
+        rows["proprio"].append(obs["proprio"])
+        rows["expert_action"].append(label)
+        rows["object"].append(labels[0] if labels else nan4)
+        rows["grasp"].append(labels[1] if labels else nan4)
+        alt = chunk.alt_prob > 0 and rng.random() < chunk.alt_prob
+        rows["images_alt"].append(genv.render_alternative(rng) if alt else np.zeros_like(obs["image"]))
+        rows["has_alt"].append(alt)
+    ep = Episode(images=np.stack(rows["images"]), proprio=np.stack(rows["proprio"]).astype(np.float32),
+                 expert_action=np.stack(rows["expert_action"]).astype(np.float32),
+                 object=np.stack(rows["object"]), grasp=np.stack(rows["grasp"]),
+                 images_alt=np.stack(rows["images_alt"]), has_alt=np.array(rows["has_alt"]),
+                 success=None, source="sim-views", seed=seed, objects=objects)
+    return Result(success=False, steps=chunk.views, episode=ep, seed=seed, objects=objects)
+
+
+def _episode(env, expert, policy, chunk: Chunk, rng: np.random.Generator, seed: int | None) -> Result:
+    obs, _ = env.reset(seed=seed)
+    genv = env.unwrapped
+    objects = ",".join(str(genv.privileged_state()[n]["object_id"]) for n in genv.scene.active)
+    record = chunk.mode != "eval"
+    if expert is not None:
+        expert.reset()
+    rows: dict[str, list] = {k: [] for k in ("images", "proprio", "action", "expert_action", "object", "grasp",
+                                             "images_alt", "has_alt")}
+    steps, success = 0, False
+    blank = None
+    while True:
+        label = expert.act() if expert is not None else None
+        if chunk.mode == "expert":
+            action = label
+        else:
+            use_expert = chunk.mode == "dagger" and rng.random() < chunk.beta
+            action = label if use_expert else policy.act(obs["image"], obs["proprio"])
+        if record:
+            rows["images"].append(obs["image"])
+            rows["proprio"].append(obs["proprio"])
+            rows["action"].append(action)
+            rows["expert_action"].append(label)
+            labels = expert.target_labels()
+            nan4 = np.full(4, np.nan, np.float32)
+            rows["object"].append(labels[0] if labels else nan4)
+            rows["grasp"].append(labels[1] if labels else nan4)
+            alt = chunk.alt_prob > 0 and rng.random() < chunk.alt_prob
+            if blank is None:
+                blank = np.zeros_like(obs["image"])
+            rows["images_alt"].append(genv.render_alternative(rng) if alt else blank)
+            rows["has_alt"].append(alt)
+        obs, _, terminated, truncated, info = env.step(action)
+        steps += 1
+        if terminated or truncated:
+            success = bool(info["is_success"])
+            break
+    episode = None
+    if record:
+        episode = Episode(
+            images=np.stack(rows["images"]), proprio=np.stack(rows["proprio"]).astype(np.float32),
+            action=np.stack(rows["action"]).astype(np.float32),
+            expert_action=np.stack(rows["expert_action"]).astype(np.float32),
+            object=np.stack(rows["object"]), grasp=np.stack(rows["grasp"]),
+            images_alt=np.stack(rows["images_alt"]), has_alt=np.array(rows["has_alt"]),
+            success=success, source=f"sim-{chunk.mode}", seed=seed, objects=objects)
+    return Result(success=success, steps=steps, episode=episode, seed=seed, objects=objects)
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+class RolloutPool:
+    """``workers`` processes (spawned, one env each); ``workers <= 1`` runs in this process."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = max(1, int(workers))
+        self._pool = None
+        if self.workers > 1:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+                                             initializer=_init_worker)
+
+    def map(self, chunks: list[Chunk]) -> Iterator[list[Result]]:
+        """Results per chunk, in order."""
+        if self._pool is None:
+            import torch
+
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # what a worker would use; keeps timings comparable
+            try:
+                for c in chunks:
+                    yield run_chunk(c)
+            finally:
+                torch.set_num_threads(threads)
+        else:
+            yield from self._pool.map(run_chunk, chunks)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> RolloutPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def make_chunks(base_seed: int, episodes: int, chunk_size: int, tag: int, **kw) -> list[Chunk]:
+    """Split ``episodes`` into chunks with seeds derived from (base_seed, tag, chunk index)."""
+    chunks, k = [], 0
+    while episodes > 0:
+        n = min(chunk_size, episodes)
+        seed = int(np.random.SeedSequence([base_seed, tag, k]).generate_state(1)[0])
+        chunks.append(Chunk(seed=seed, episodes=n, tag=tag, **kw))
+        episodes -= n
+        k += 1
+    return chunks
+
+
+def collect(pool: RolloutPool, chunks: list[Chunk], on_result: Callable[[Result], None] | None = None,
+            progress: str | None = None) -> list[Result]:
+    """Run chunks, calling ``on_result`` for each episode in order; a tqdm bar if ``progress``."""
+    from tqdm.auto import tqdm
+
+    total = sum(c.episodes for c in chunks)
+    results = []
+    with tqdm(total=total, desc=progress, disable=progress is None, unit="ep", leave=False) as bar:
+        for chunk_results in pool.map(chunks):
+            for r in chunk_results:
+                if on_result is not None:
+                    on_result(r)
+                results.append(r)
+                bar.update(1)
+            ok = sum(r.success for r in results)
+            bar.set_postfix(success=f"{ok}/{len(results)}")
+    return results

@@ -1,0 +1,391 @@
+"""The learning-in-simulation pipeline behind ``scripts/train_sim.py``.
+
+Stages, each recorded in the run's ``state.json`` so ``--resume`` skips what is done:
+
+1. ``expert``    scripted-expert demonstrations on training objects under full randomization, with
+                 paired renders for the invariance objective -> ``data/expert`` (episode format);
+   ``views``     many more randomized layouts, each seen with the gripper at a few random poses
+                 under fresh appearances, labelled by the (state-based) expert -> ``data/views``;
+2. ``pretrain``  encoder pretraining on privileged labels (object position + grasp yaw, grasp
+                 outcome) and randomization invariance -> ``encoder.pt`` (the encoder alone);
+3. ``bc``        behaviour cloning of the expert from image + proprio -> ``policy.pt``;
+4. ``dagger_k``  the student drives (mixed with the expert with probability beta_k), the expert
+                 relabels every visited state -> ``data/dagger_k``; retrain on everything;
+5. ``rl``        (``--algo ppo|sac``) SB3 on top of the pretrained encoder, warm-started from BC;
+6. ``evaluate``  closed loop from pixels under full randomization on held-out and training objects
+                 -> ``metrics.json``; then the learning-curve PNG and a rollout GIF.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from policies.encoders import EncoderSpec
+from policies.imitation import Buffer, FitConfig, fit
+from policies.policy import GraspPolicy
+from policies.rollout import RolloutPool, collect, make_chunks, policy_bytes
+from sim2real.data.episodes import EpisodeWriter, read_dataset
+from sim2real.runs import RunDir, RunError, environment_info
+from sim2real.stats import success_summary
+
+ALGOS = ("dagger", "bc", "ppo", "sac")
+PRESETS = ("smoke", "default", "full")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (saved as ``config.json``).
+
+    preset: the named starting point; algo: "dagger" (BC then DAgger, default), "bc" (BC only),
+    "ppo" / "sac" (SB3 RL on the pretrained encoder, warm-started from BC); seed: everything derives
+    from it; workers: rollout processes; camera: ROS camera_info YAML (with the camera pose in the
+    base frame) used instead of the default camera; image_size: policy input side, px;
+    randomization: training randomization preset; expert_episodes: demonstrations;
+    alt_prob: fraction of recorded steps with a paired render; dagger_rounds / dagger_episodes /
+    dagger_beta: DAgger schedule (beta = probability the expert acts in round k); eval_episodes /
+    eval_train_episodes: closed-loop evaluation on held-out / training objects; eval_randomization:
+    the preset evaluation uses ("full" is the reported protocol; others are for diagnosis); rl_steps: env steps
+    of SB3 training; gif_episodes: episodes in the rollout GIF.
+    """
+
+    preset: str = "default"
+    algo: str = "dagger"
+    seed: int = 0
+    workers: int = 2
+    camera: str | None = None
+    image_size: int = 64
+    randomization: str = "full"
+    chunk_size: int = 25
+    expert_episodes: int = 400
+    views_layouts: int = 1500
+    views_per_layout: int = 4
+    alt_prob: float = 0.3
+    encoder: EncoderSpec = field(default_factory=EncoderSpec)
+    pretrain: FitConfig = field(default_factory=lambda: FitConfig(
+        steps=800, batch=128, lr=2e-3, encoder_lr=2e-3,
+        weights={"object": 1.0, "outcome": 0.2, "invariance": 0.2}))
+    bc: FitConfig = field(default_factory=lambda: FitConfig(
+        steps=1200, batch=128, lr=1e-3, encoder_lr=5e-4,
+        weights={"action": 1.0, "object": 0.3, "outcome": 0.05, "invariance": 0.05}))
+    dagger_rounds: int = 2
+    dagger_episodes: int = 200
+    dagger_beta: tuple[float, ...] = (0.3, 0.0)
+    dagger_fit: FitConfig = field(default_factory=lambda: FitConfig(
+        steps=700, batch=128, lr=5e-4, encoder_lr=3e-4,
+        weights={"action": 1.0, "object": 0.3, "outcome": 0.05, "invariance": 0.05}))
+    rl_steps: int = 20000
+    eval_episodes: int = 200
+    eval_train_episodes: int = 100
+    eval_randomization: str = "full"
+    gif_episodes: int = 3
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset: must be one of {PRESETS}, got {self.preset!r}")
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo: must be one of {ALGOS}, got {self.algo!r}")
+        for name in ("workers", "image_size", "chunk_size", "expert_episodes", "eval_episodes"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+        for name in ("dagger_rounds", "dagger_episodes", "eval_train_episodes", "rl_steps", "gif_episodes",
+                     "views_layouts", "views_per_layout"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"{name}: must be a non-negative integer, got {v!r}")
+        if not 0 <= self.alt_prob <= 1:
+            raise ValueError(f"alt_prob: must be in [0, 1], got {self.alt_prob!r}")
+        self.dagger_beta = tuple(float(b) for b in self.dagger_beta)
+        if len(self.dagger_beta) < self.dagger_rounds or any(not 0 <= b <= 1 for b in self.dagger_beta):
+            raise ValueError(f"dagger_beta: need {self.dagger_rounds} values in [0, 1], got {self.dagger_beta!r}")
+        if self.camera is not None and not Path(self.camera).is_file():
+            raise ValueError(f"camera: no such file {self.camera!r}")
+        if self.encoder.image_size != self.image_size:
+            self.encoder = dataclasses.replace(self.encoder, image_size=self.image_size)
+
+    @classmethod
+    def preset_config(cls, name: str, **overrides: Any) -> TrainConfig:
+        """The named preset with ``overrides`` (None values ignored)."""
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if name == "smoke":
+            base = dict(expert_episodes=12, views_layouts=6, views_per_layout=2, alt_prob=0.3, chunk_size=6,
+                        dagger_rounds=1, dagger_episodes=6, dagger_beta=(0.5,), eval_episodes=6,
+                        eval_train_episodes=4, rl_steps=256, gif_episodes=1,
+                        pretrain=FitConfig(steps=20, batch=32, weights={"object": 1.0, "outcome": 0.2,
+                                                                         "invariance": 0.2}),
+                        bc=FitConfig(steps=30, batch=32), dagger_fit=FitConfig(steps=20, batch=32))
+        elif name == "full":
+            base = dict(expert_episodes=1500, views_layouts=8000, dagger_rounds=4, dagger_episodes=400,
+                        dagger_beta=(0.3, 0.1, 0.0, 0.0),
+                        eval_episodes=500, eval_train_episodes=200,
+                        pretrain=FitConfig(steps=2000, batch=128, lr=2e-3, encoder_lr=2e-3,
+                                           weights={"object": 1.0, "outcome": 0.2, "invariance": 0.2}),
+                        bc=FitConfig(steps=5000, batch=128, lr=1e-3, encoder_lr=5e-4,
+                                     weights={"action": 1.0, "object": 0.3, "outcome": 0.05, "invariance": 0.05}),
+                        dagger_fit=FitConfig(steps=2500, batch=128, lr=5e-4, encoder_lr=3e-4,
+                                             weights={"action": 1.0, "object": 0.3, "outcome": 0.05,
+                                                      "invariance": 0.05}))
+        elif name == "default":
+            base = {}
+        else:
+            raise ValueError(f"preset: must be one of {PRESETS}, got {name!r}")
+        base.update(overrides)
+        return cls(preset=name, **base)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["dagger_beta"] = list(self.dagger_beta)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        data = dict(data)
+        data["encoder"] = EncoderSpec.from_dict(data.get("encoder", {}))
+        for name in ("pretrain", "bc", "dagger_fit"):
+            if name in data:
+                data[name] = FitConfig(**data[name])
+        data["dagger_beta"] = tuple(data.get("dagger_beta", ()))
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"train config: unknown fields {sorted(unknown)}")
+        return cls(**data)
+
+    def env_kwargs(self, objects: str = "train") -> dict:
+        kw = {"image_size": self.image_size, "randomization": self.randomization, "objects": objects}
+        if self.camera:
+            kw["camera"] = str(self.camera)
+        return kw
+
+
+def eval_env_kwargs(run_config: dict, objects: str) -> dict:
+    """Evaluation is from pixels under the *full* preset (unless a diagnostic run asked otherwise),
+    with the run's camera and image size."""
+    kw = {"image_size": run_config["image_size"], "randomization": run_config.get("eval_randomization", "full"),
+          "objects": objects}
+    if run_config.get("camera"):
+        kw["camera"] = run_config["camera"]
+    return kw
+
+
+# ------------------------------------------------------------------------------ stages
+class Trainer:
+    """Runs (or resumes) the pipeline in ``run``; ``log`` receives one-line progress messages."""
+
+    def __init__(self, cfg: TrainConfig, run: RunDir, log=print) -> None:
+        self.cfg, self.run, self.log = cfg, run, log
+        self.curve: list[dict] = run.read_json("curve.json", [])
+        self.t0 = time.time()
+        self.elapsed_before = float(run.read_json("state.json", {}).get("wall_time_s", 0.0))
+
+    def _curve(self, stage: str, rows: list[dict]) -> None:
+        self.curve += [{"stage": stage, **r} for r in rows]
+        self.run.write_json("curve.json", self.curve)
+
+    def _done(self, stage: str, info: Any = True) -> None:
+        self.run.mark_done(stage, info)
+        state = self.run.read_json("state.json", {})
+        state["wall_time_s"] = self.elapsed_before + time.time() - self.t0
+        self.run.write_json("state.json", state)
+
+    def run_all(self) -> dict:
+        cfg, run = self.cfg, self.run
+        torch.manual_seed(cfg.seed)
+        done = run.stages_done()
+        buffer = Buffer()
+        with RolloutPool(cfg.workers) as pool:
+            # 1. expert demonstrations, then many cheap randomized views
+            for mode, tag, count in (("expert", 1, cfg.expert_episodes), ("views", 2, cfg.views_layouts)):
+                if count == 0:
+                    continue
+                if mode not in run.stages_done():
+                    self._collect(pool, run / "data" / mode, mode, tag=tag, episodes=count)
+                buffer.add_dataset(read_dataset(run / "data" / mode, image_size=cfg.image_size))
+            done = run.stages_done()
+            self.log(f"training rows: {len(buffer)}; expert success {done['expert']['success_rate']:.1%}")
+
+            # 2. encoder pretraining
+            policy = GraspPolicy(cfg.encoder)
+            if "pretrain" not in done:
+                torch.manual_seed(cfg.seed)
+                policy = GraspPolicy(cfg.encoder)
+                hist = fit(policy, buffer, cfg.pretrain, seed=cfg.seed, progress="pretrain encoder")
+                self._curve("pretrain", hist)
+                from policies.encoders import save_encoder
+                save_encoder(run / "encoder.pt", policy.encoder, extra={"trained_on": "sim", "stage": "pretrain",
+                                                                         "losses": hist[-1] if hist else {}})
+                policy.save(run / "pretrained_policy.pt")
+                self._done("pretrain", hist[-1] if hist else {})
+            else:
+                policy = GraspPolicy.load(run / "pretrained_policy.pt")
+
+            # 3. behaviour cloning
+            if "bc" not in done:
+                hist = fit(policy, buffer, cfg.bc, seed=cfg.seed + 1, progress="behaviour cloning")
+                self._curve("bc", hist)
+                policy.save(run / "policy.pt", extra={"stage": "bc"})
+                self._done("bc", hist[-1] if hist else {})
+            else:
+                policy = GraspPolicy.load(run / "policy.pt")
+
+            # 4. DAgger
+            if cfg.algo in ("dagger", "ppo", "sac"):
+                for k in range(cfg.dagger_rounds):
+                    stage = f"dagger_{k + 1}"
+                    ddir = run / "data" / stage
+                    if stage not in done:
+                        self._collect(pool, ddir, "dagger", tag=10 + k, episodes=cfg.dagger_episodes,
+                                      policy=policy, beta=cfg.dagger_beta[k])
+                    buffer.add_dataset(read_dataset(ddir, image_size=cfg.image_size))
+                    if f"{stage}_fit" not in run.stages_done():
+                        hist = fit(policy, buffer, cfg.dagger_fit, seed=cfg.seed + 2 + k, progress=f"{stage} retrain")
+                        self._curve(stage, hist)
+                        policy.save(run / "policy.pt", extra={"stage": stage})
+                        self._done(f"{stage}_fit", hist[-1] if hist else {})
+                    else:
+                        policy = GraspPolicy.load(run / "policy.pt")
+                    done = run.stages_done()
+
+            # 5. RL on top (optional)
+            if cfg.algo in ("ppo", "sac") and "rl" not in done:
+                from policies.rl import finetune_policy_rl
+                stats = finetune_policy_rl(policy, cfg, run)
+                policy.save(run / "policy.pt", extra={"stage": f"rl-{cfg.algo}"})
+                self._done("rl", stats)
+
+            # 6. evaluation
+            if "evaluate" not in run.stages_done():
+                metrics = evaluate_policy(policy, run.read_json("config.json")["train"], pool, cfg.eval_episodes,
+                                          cfg.eval_train_episodes, seed=cfg.seed + 1000)
+                self._done("evaluate", True)
+                metrics["wall_time_s"] = round(self.elapsed_before + time.time() - self.t0, 1)
+                metrics["stages"] = run.stages_done()
+                run.write_json("metrics.json", metrics)
+        from policies.report import learning_curve_png, rollout_gif
+        learning_curve_png(run.path)
+        if cfg.gif_episodes:
+            rollout_gif(policy, run.read_json("config.json")["train"], run / "rollout.gif", cfg.gif_episodes,
+                        seed=cfg.seed + 2000)
+        return run.read_json("metrics.json")
+
+    def _collect(self, pool: RolloutPool, root: Path, mode: str, tag: int, episodes: int,
+                 policy: GraspPolicy | None = None, beta: float = 0.0) -> None:
+        cfg = self.cfg
+        writer = EpisodeWriter(root, meta={"source": f"sim-{mode}", "env": cfg.env_kwargs("train"),
+                                           "camera": _camera_dict(cfg)})
+        chunks = make_chunks(cfg.seed, episodes, cfg.chunk_size, tag=tag, env_kwargs=cfg.env_kwargs("train"),
+                             mode=mode, alt_prob=cfg.alt_prob, beta=beta, views=cfg.views_per_layout,
+                             policy=policy_bytes(policy) if policy is not None else None)
+        # Resume: whole chunks already on disk are skipped (a chunk's episodes depend only on its seed).
+        have = writer.num_episodes
+        skip_chunks, count = 0, 0
+        for c in chunks:
+            if count + c.episodes > have:
+                break
+            count += c.episodes
+            skip_chunks += 1
+        if count < have:  # a partial chunk: drop it and redo the chunk
+            self.log(f"{root}: {have - count} episodes of an unfinished chunk will be recollected")
+            _truncate(root, count)
+            writer = EpisodeWriter(root)
+        results = collect(pool, chunks[skip_chunks:], on_result=lambda r: writer.append(r.episode),
+                          progress=f"{mode} rollouts")
+        stage = root.name
+        if mode == "views":
+            info = {"layouts": writer.num_episodes, "new_layouts": len(results)}
+            self._done(stage, info)
+            self.log(f"views: {info['layouts']} layouts x {cfg.views_per_layout} views")
+            return
+        successes = sum(int(e["success"]) for e in writer.episodes if e["success"] != "")
+        info = {"episodes": writer.num_episodes, "success_rate": successes / max(writer.num_episodes, 1),
+                "new_episodes": len(results)}
+        self._curve(stage, [{"step": 0, "rollout_success": info["success_rate"], "episodes": info["episodes"]}])
+        self._done(stage, info)
+        self.log(f"{stage}: {info['episodes']} episodes, rollout success {info['success_rate']:.1%}")
+
+
+def _truncate(root: Path, episodes: int) -> None:
+    """Keep the first ``episodes`` complete episodes of a dataset folder."""
+    import csv
+
+    for name in ("episodes.csv", "steps.csv"):
+        path = root / name
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        keep = [rows[0]] + [r for r in rows[1:] if int(r[0]) < episodes]
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(keep)
+        tmp.replace(path)
+
+
+def _camera_dict(cfg: TrainConfig) -> dict:
+    from envs.camera import Camera
+
+    cam = Camera.from_camera_info(cfg.camera) if cfg.camera else Camera()
+    return cam.to_dict()
+
+
+# -------------------------------------------------------------------------- evaluation
+def evaluate_policy(policy: GraspPolicy, train_config: dict, pool: RolloutPool, heldout_episodes: int,
+                    train_episodes: int, seed: int = 1000) -> dict:
+    """Closed-loop success from pixels under full randomization on both object splits."""
+    blob = policy_bytes(policy)
+    out: dict[str, Any] = {"eval": {}, "eval_protocol": {
+        "randomization": train_config.get("eval_randomization", "full"), "observation": "pixels",
+        "image_size": train_config["image_size"],
+        "camera": train_config.get("camera") or "default", "seed": seed}}
+    for split, n, tag in (("heldout_objects", heldout_episodes, 100), ("train_objects", train_episodes, 101)):
+        if n <= 0:
+            continue
+        kw = eval_env_kwargs(train_config, "heldout" if split == "heldout_objects" else "train")
+        chunks = make_chunks(seed, n, train_config.get("chunk_size", 25), tag=tag, env_kwargs=kw, mode="eval",
+                             policy=blob)
+        results = collect(pool, chunks, progress=f"evaluate {split}")
+        ok = sum(r.success for r in results)
+        out["eval"][split] = {**success_summary(ok, n), "mean_steps": float(np.mean([r.steps for r in results]))}
+    return out
+
+
+def evaluate_run(run_dir: str | Path, episodes: int = 200, train_episodes: int | None = None, workers: int = 2,
+                 seed: int = 1000, log=print) -> dict:
+    """Re-evaluate a run directory exactly as training evaluated it (``scripts/evaluate.py``)."""
+    run = RunDir(run_dir)
+    config = run.read_json("config.json")
+    if config is None:
+        raise RunError(f"{run_dir}: no config.json (not a run directory)")
+    policy = GraspPolicy.load(run / "policy.pt")
+    with RolloutPool(workers) as pool:
+        return evaluate_policy(policy, config["train"], pool, episodes,
+                               episodes if train_episodes is None else train_episodes, seed=seed)
+
+
+def start_run(cfg: TrainConfig, out: str | Path, overwrite: bool = False,
+              resume: bool = False) -> tuple[TrainConfig, RunDir]:
+    """Create or reopen the run directory and write ``config.json``. On resume the saved config wins
+    (a different one would mix two experiments); ``workers`` may change."""
+    run = RunDir.create(out, overwrite=overwrite, resume=resume)
+    if resume:
+        saved = run.read_json("config.json")
+        try:
+            saved_cfg = TrainConfig.from_dict(saved["train"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise RunError(f"{run / 'config.json'}: cannot resume, unreadable config ({e})") from None
+        saved_cfg.workers = cfg.workers
+        return saved_cfg, run
+    run.write_json("config.json", {"train": cfg.to_dict(), "environment": environment_info(),
+                                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    run.discard_old()
+    return cfg, run
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, indent=2)

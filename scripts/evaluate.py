@@ -1,0 +1,52 @@
+"""Re-evaluate a trained run exactly as training did: closed loop from pixels under the full
+randomization preset, on held-out objects and on training objects, with 95% intervals.
+
+    python scripts/evaluate.py runs/default-dagger-seed0 --episodes 200
+
+Writes ``<run>/eval-<episodes>ep-seed<seed>.json`` (``metrics.json`` is left as training wrote it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path, help="run directory written by scripts/train_sim.py")
+    p.add_argument("--episodes", type=int, default=200, help="episodes on held-out objects (default 200)")
+    p.add_argument("--train-episodes", type=int, help="episodes on training objects (default: --episodes)")
+    p.add_argument("--seed", type=int, default=1000, help="evaluation seed (default 1000, what training used)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    args = p.parse_args(argv)
+    if args.episodes < 1:
+        p.error(f"--episodes: must be at least 1, got {args.episodes}")
+    if not (args.run / "config.json").is_file() or not (args.run / "policy.pt").is_file():
+        print(f"error: {args.run}: not a finished run directory (needs config.json and policy.pt)", file=sys.stderr)
+        return 2
+
+    from policies.train import evaluate_run
+    from sim2real.runs import RunError, atomic_write_json
+
+    try:
+        metrics = evaluate_run(args.run, args.episodes, args.train_episodes, args.workers, args.seed)
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = args.run / f"eval-{args.episodes}ep-seed{args.seed}.json"
+    atomic_write_json(out, metrics)
+    for name, m in metrics["eval"].items():
+        print(f"{name}: {m['success_rate']:.1%} over {m['episodes']} episodes "
+              f"(95% CI {m['ci95'][0]:.1%}-{m['ci95'][1]:.1%})")
+    print(json.dumps({"written": str(out)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

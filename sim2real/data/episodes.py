@@ -1,0 +1,331 @@
+"""The one episode format on disk, shared by simulated rollouts and real recordings.
+
+A dataset is a folder::
+
+    dataset.json    format name and version, camera (intrinsics + pose in the base frame), source,
+                    the column table below with units, free-form notes
+    episodes.csv    one row per episode: episode, steps, success, source, seed, objects
+    steps.csv       one row per step (columns below); ``image`` is a path relative to the folder
+    images/         PNG images, RGB as the camera saw them (any size; policies resize)
+
+``steps.csv`` columns (empty cell = unknown; only ``episode, step, image`` are required):
+
+    episode, step                     integers; steps numbered from 0 within an episode
+    image                             relative PNG path: the observation *before* the action
+    image_alt                         optional second render of the same world state under another
+                                      randomization (sim only, for the invariance objective)
+    ee_x, ee_y, ee_z, ee_yaw, gripper proprio: end effector in the base frame (m, rad), opening (m)
+    a_dx, a_dy, a_dz, a_dyaw, a_grip  executed action in [-1, 1] (see the env's action contract)
+    e_dx, e_dy, e_dz, e_dyaw, e_grip  expert label for this state (DAgger relabels; teleop = action)
+    obj_x, obj_y, obj_z, obj_yaw      target object position (m) and yaw (rad), base frame
+    grasp_x, grasp_y, grasp_z, grasp_yaw
+                                      grasp pose aimed at / executed, base frame (m, rad)
+    success                           1 if the episode this step belongs to ended in a grasp
+
+Real grasp attempts fit the same table: one row per attempt with ``image`` (before the grasp), the
+``grasp_*`` pose and ``success``; a teleoperated demonstration is an episode with proprio and actions.
+Images without any label are welcome (unsupervised adaptation).
+
+Episodes are appended one at a time and ``episodes.csv`` is written *after* an episode's steps, so an
+interrupted writer leaves at most one incomplete episode, which readers ignore and a resumed writer
+overwrites.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+FORMAT = "sim2real-episodes"
+VERSION = 1
+
+PROPRIO = ("ee_x", "ee_y", "ee_z", "ee_yaw", "gripper")
+ACTION = ("a_dx", "a_dy", "a_dz", "a_dyaw", "a_grip")
+EXPERT = ("e_dx", "e_dy", "e_dz", "e_dyaw", "e_grip")
+OBJECT = ("obj_x", "obj_y", "obj_z", "obj_yaw")
+GRASP = ("grasp_x", "grasp_y", "grasp_z", "grasp_yaw")
+STEP_COLUMNS = ("episode", "step", "image", "image_alt", *PROPRIO, *ACTION, *EXPERT, *OBJECT, *GRASP,
+                "success")
+EPISODE_COLUMNS = ("episode", "steps", "success", "source", "seed", "objects")
+
+UNITS = {
+    "proprio": "ee_x, ee_y, ee_z: m, base frame; ee_yaw: rad; gripper: opening, m (0-0.08)",
+    "action": "[-1, 1]: dx, dy, dz x max_translation m; dyaw x max_rotation rad; grip: +1 open, -1 closed",
+    "object": "target object position, m, and yaw, rad, base frame",
+    "grasp": "grasp point, m, and gripper yaw, rad, base frame",
+}
+
+# Groups of columns that load as one (N, k) float32 array.
+GROUPS = {"proprio": PROPRIO, "action": ACTION, "expert_action": EXPERT, "object": OBJECT, "grasp": GRASP}
+
+
+class DatasetError(ValueError):
+    """Bad dataset input; the message names the file and row."""
+
+
+@dataclass
+class Episode:
+    """One episode in memory. Arrays are per step (T rows); None = not recorded.
+
+    images: uint8 (T, H, W, 3) RGB; images_alt: uint8 (T, H, W, 3) or None (rows may be all zero
+    when ``has_alt`` is False); the other arrays are float32 with the column groups above.
+    """
+
+    images: np.ndarray
+    proprio: np.ndarray | None = None
+    action: np.ndarray | None = None
+    expert_action: np.ndarray | None = None
+    object: np.ndarray | None = None
+    grasp: np.ndarray | None = None
+    images_alt: np.ndarray | None = None
+    has_alt: np.ndarray | None = None
+    success: bool | None = None
+    source: str = "sim"
+    seed: int | None = None
+    objects: str = ""
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def _fmt(x: float | None) -> str:
+    return "" if x is None or not math.isfinite(float(x)) else f"{float(x):.6g}"
+
+
+class EpisodeWriter:
+    """Appends episodes to a dataset folder; reopening an existing folder continues it (resume).
+
+    Args:
+        root: dataset folder (created if missing).
+        meta: written into dataset.json (camera, source, notes); merged with what is there.
+    """
+
+    def __init__(self, root: str | Path, meta: dict | None = None) -> None:
+        self.root = Path(root)
+        (self.root / "images").mkdir(parents=True, exist_ok=True)
+        meta_path = self.root / "dataset.json"
+        existing = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        self.meta = {**existing, **(meta or {}), "format": FORMAT, "version": VERSION,
+                     "columns": list(STEP_COLUMNS), "units": UNITS}
+        _atomic_write_text(meta_path, json.dumps(self.meta, indent=2))
+        self.episodes = _read_csv(self.root / "episodes.csv") if (self.root / "episodes.csv").exists() else []
+        self._rewrite_steps_to_complete()
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.episodes)
+
+    def _rewrite_steps_to_complete(self) -> None:
+        """Drop step rows of an episode that never reached episodes.csv (an interrupted append)."""
+        steps_path = self.root / "steps.csv"
+        done = {int(r["episode"]) for r in self.episodes}
+        if not steps_path.exists():
+            with open(steps_path, "w", newline="") as f:
+                csv.writer(f).writerow(STEP_COLUMNS)
+            if not (self.root / "episodes.csv").exists():
+                with open(self.root / "episodes.csv", "w", newline="") as f:
+                    csv.writer(f).writerow(EPISODE_COLUMNS)
+            return
+        rows = _read_csv(steps_path)
+        keep = [r for r in rows if int(r["episode"]) in done]
+        if len(keep) != len(rows):
+            tmp = steps_path.with_suffix(".csv.tmp")
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, STEP_COLUMNS)
+                w.writeheader()
+                w.writerows(keep)
+            os.replace(tmp, steps_path)
+
+    def append(self, ep: Episode) -> int:
+        """Write one episode; returns its index."""
+        index = self.num_episodes
+        rows = []
+        for t in range(len(ep)):
+            image = f"images/{index:06d}_{t:03d}.png"
+            _write_png(self.root / image, ep.images[t])
+            alt = ""
+            if ep.images_alt is not None and (ep.has_alt is None or ep.has_alt[t]):
+                alt = f"images/{index:06d}_{t:03d}_alt.png"
+                _write_png(self.root / alt, ep.images_alt[t])
+            row = [index, t, image, alt]
+            for name, cols in GROUPS.items():
+                arr = getattr(ep, name)
+                row += [_fmt(v) for v in arr[t]] if arr is not None else [""] * len(cols)
+            row.append("" if ep.success is None else int(bool(ep.success)))
+            rows.append(row)
+        with open(self.root / "steps.csv", "a", newline="") as f:
+            csv.writer(f).writerows(rows)
+        record = {"episode": index, "steps": len(ep), "success": "" if ep.success is None else int(ep.success),
+                  "source": ep.source, "seed": "" if ep.seed is None else ep.seed, "objects": ep.objects}
+        with open(self.root / "episodes.csv", "a", newline="") as f:
+            csv.writer(f).writerow([record[c] for c in EPISODE_COLUMNS])
+        self.episodes.append({k: str(v) for k, v in record.items()})
+        return index
+
+
+@dataclass
+class Dataset:
+    """A whole dataset as flat per-step arrays (N steps) plus per-episode records.
+
+    images: uint8 (N, H, W, 3); images_alt: uint8 (N, H, W, 3) with has_alt bool (N,);
+    episode, step: int64 (N,); float32 groups (N, k) with NaN where a cell was empty;
+    success: float32 (N,), NaN when unknown.
+    """
+
+    root: Path
+    meta: dict
+    images: np.ndarray
+    episode: np.ndarray
+    step: np.ndarray
+    proprio: np.ndarray
+    action: np.ndarray
+    expert_action: np.ndarray
+    object: np.ndarray
+    grasp: np.ndarray
+    success: np.ndarray
+    images_alt: np.ndarray
+    has_alt: np.ndarray
+    episodes: list[dict] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def read_dataset(root: str | Path, image_size: int | None = None, load_alt: bool = True,
+                 skip_bad: bool = False) -> Dataset:
+    """Load a dataset folder into memory, validating as it goes.
+
+    Args:
+        image_size: resize every image to this square size (area interpolation); None keeps sizes,
+            which must then all agree.
+        skip_bad: drop rows whose image is missing or does not decode instead of raising; the
+            skipped rows are listed in ``meta["skipped"]``.
+    Raises:
+        DatasetError naming the file and the row (1-based, header = row 1).
+    """
+    root = Path(root)
+    meta_path = root / "dataset.json"
+    if not meta_path.exists():
+        raise DatasetError(f"{meta_path}: missing (not a {FORMAT} folder)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{meta_path}: not valid JSON ({e})") from None
+    steps_path = root / "steps.csv"
+    if not steps_path.exists():
+        raise DatasetError(f"{steps_path}: missing")
+    episodes = _read_csv(root / "episodes.csv") if (root / "episodes.csv").exists() else []
+    complete = {int(r["episode"]) for r in episodes} if episodes else None
+    rows = _read_csv(steps_path)
+    missing = [c for c in ("episode", "step", "image") if rows and c not in rows[0]]
+    if missing:
+        raise DatasetError(f"{steps_path}: missing required columns {missing}")
+    images, alts, has_alt, keep, skipped = [], [], [], [], []
+    shape = None
+    for i, r in enumerate(rows):
+        line = i + 2
+        try:
+            ep = int(r["episode"])
+            int(r["step"])
+        except (TypeError, ValueError):
+            raise DatasetError(f"{steps_path}: row {line}: episode/step must be integers, got "
+                               f"{r.get('episode')!r}, {r.get('step')!r}") from None
+        if complete is not None and ep not in complete:
+            continue  # an interrupted append
+        try:
+            img = _load_image(root, r["image"], f"{steps_path}: row {line}: image", image_size)
+            if shape is None:
+                shape = img.shape
+            elif img.shape != shape:
+                raise DatasetError(f"{root / r['image']}: size {img.shape[1]}x{img.shape[0]} differs from "
+                                   f"the first image's {shape[1]}x{shape[0]} (row {line}); pass image_size")
+            alt = r.get("image_alt") or ""
+            if alt and load_alt:
+                alts.append(_load_image(root, alt, f"{steps_path}: row {line}: image_alt", image_size))
+                has_alt.append(True)
+            else:
+                alts.append(None)
+                has_alt.append(False)
+        except DatasetError as e:
+            if not skip_bad:
+                raise
+            skipped.append(str(e))
+            continue
+        images.append(img)
+        keep.append((line, r))
+    if not images:
+        raise DatasetError(f"{steps_path}: no usable rows")
+    n = len(images)
+    zeros = np.zeros_like(images[0])
+    out = {name: np.full((n, len(cols)), np.nan, np.float32) for name, cols in GROUPS.items()}
+    success = np.full(n, np.nan, np.float32)
+    for k, (line, r) in enumerate(keep):
+        for name, cols in GROUPS.items():
+            for j, c in enumerate(cols):
+                out[name][k, j] = _parse_float(r.get(c), steps_path, line, c)
+        success[k] = _parse_float(r.get("success"), steps_path, line, "success")
+        if not (np.isnan(success[k]) or success[k] in (0.0, 1.0)):
+            raise DatasetError(f"{steps_path}: row {line}: success must be 0 or 1, got {r.get('success')!r}")
+    for name in ("action", "expert_action"):
+        bad = np.nanmax(np.abs(out[name]), axis=1, initial=0) > 1.0 + 1e-6
+        if bad.any():
+            line = keep[int(np.argmax(bad))][0]
+            raise DatasetError(f"{steps_path}: row {line}: {name} outside [-1, 1]")
+    meta = dict(meta)
+    meta["skipped"] = skipped
+    return Dataset(
+        root=root, meta=meta, images=np.stack(images),
+        episode=np.array([int(r["episode"]) for _, r in keep]), step=np.array([int(r["step"]) for _, r in keep]),
+        success=success, images_alt=np.stack([a if a is not None else zeros for a in alts]),
+        has_alt=np.array(has_alt), episodes=episodes, **out)
+
+
+# ----------------------------------------------------------------------------- helpers
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _parse_float(value: str | None, path: Path, line: int, column: str) -> float:
+    if value is None or value == "":
+        return math.nan
+    try:
+        x = float(value)
+    except ValueError:
+        raise DatasetError(f"{path}: row {line}: column {column!r} is not a number: {value!r}") from None
+    if not math.isfinite(x):
+        raise DatasetError(f"{path}: row {line}: column {column!r} is not finite: {value!r}")
+    return x
+
+
+def _load_image(root: Path, rel: str, where: str, size: int | None) -> np.ndarray:
+    path = root / rel
+    if not rel or not path.exists():
+        raise DatasetError(f"{where}: file {path} does not exist")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DatasetError(f"{where}: file {path} does not decode as an image")
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if size is not None and rgb.shape[:2] != (size, size):
+        rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+    return rgb
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    path.write_bytes(buf.tobytes())
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

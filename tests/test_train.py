@@ -1,0 +1,137 @@
+"""The training pipeline and its scripts: smoke preset end to end (subprocess), evaluation,
+resume after an interruption, and bad arguments that must fail clearly and touch nothing."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from policies import train as train_mod
+from policies.train import TrainConfig, Trainer, start_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "smoke"
+    proc = run("scripts/train_sim.py", "--preset", "smoke", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_smoke_preset_writes_a_self_describing_run(smoke_run):
+    out, proc = smoke_run
+    for name in ("config.json", "encoder.pt", "policy.pt", "metrics.json", "learning_curve.png", "rollout.gif",
+                 "data/expert/steps.csv", "data/dagger_1/steps.csv"):
+        assert (out / name).is_file(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["preset"] == "smoke" and config["environment"]["versions"]["torch"]
+    assert "git_commit" in config["environment"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    for split in ("heldout_objects", "train_objects"):
+        m = metrics["eval"][split]
+        assert set(m) >= {"success_rate", "episodes", "ci95"} and m["episodes"] > 0
+        assert 0 <= m["ci95"][0] <= m["success_rate"] <= m["ci95"][1] <= 1
+    assert metrics["wall_time_s"] > 0 and metrics["eval_protocol"]["randomization"] == "full"
+    assert "held-out objects:" in proc.stdout
+    from policies.encoders import load_encoder
+    assert load_encoder(out / "encoder.pt").spec.image_size == 64
+
+
+def test_evaluate_script_reevaluates_a_run(smoke_run):
+    out, _ = smoke_run
+    proc = run("scripts/evaluate.py", str(out), "--episodes", "2", "--train-episodes", "1", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((out / "eval-2ep-seed1000.json").read_text())
+    assert result["eval"]["heldout_objects"]["episodes"] == 2 and result["eval"]["train_objects"]["episodes"] == 1
+
+
+def test_existing_run_is_not_overwritten_without_flag(smoke_run):
+    out, _ = smoke_run
+    before = (out / "metrics.json").read_bytes()
+    proc = run("scripts/train_sim.py", "--preset", "smoke", "--out", str(out))
+    assert proc.returncode == 2 and "already exists" in proc.stderr and "--overwrite" in proc.stderr
+    assert (out / "metrics.json").read_bytes() == before
+
+
+def test_corrupt_checkpoint_is_reported_and_left_alone(smoke_run, tmp_path):
+    out, _ = smoke_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "policy.pt").write_bytes(b"\x00" * 100)
+    listing = sorted(p.name for p in copy.iterdir())
+    proc = run("scripts/train_sim.py", "--out", str(copy), "--resume")
+    assert proc.returncode == 2 and "policy.pt" in proc.stderr and "corrupt" in proc.stderr
+    proc = run("scripts/evaluate.py", str(copy), "--episodes", "1")
+    assert proc.returncode == 2 and "policy.pt" in proc.stderr
+    assert sorted(p.name for p in copy.iterdir()) == listing
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--preset", "huge"], "unknown preset 'huge'"),
+    (["--algo", "dqn"], "unknown algorithm 'dqn'"),
+    (["--out", "/proc/sim2real-test-run"], "not writable"),
+    (["--camera", "/nonexistent/cam.yaml"], "no such file"),
+])
+def test_bad_arguments_fail_clearly(args, message):
+    proc = run("scripts/train_sim.py", *args)
+    assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_interrupted_run_resumes_without_redoing_finished_stages(tmp_path, monkeypatch):
+    cfg = TrainConfig.preset_config("smoke", workers=1, gif_episodes=0)
+    cfg, run_dir = start_run(cfg, tmp_path / "r")
+    real_fit = train_mod.fit
+    calls = []
+
+    def interrupted_fit(policy, data, fit_cfg, seed=0, progress=None, **kw):
+        calls.append(progress)
+        if progress == "behaviour cloning":
+            raise KeyboardInterrupt  # the user pressed Ctrl-C during BC
+        return real_fit(policy, data, fit_cfg, seed=seed, **kw)
+
+    monkeypatch.setattr(train_mod, "fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, run_dir, log=lambda *_: None).run_all()
+    assert set(run_dir.stages_done()) == {"expert", "views", "pretrain"}
+    steps_csv = (run_dir / "data" / "expert" / "steps.csv").read_bytes()
+    encoder = (run_dir / "encoder.pt").read_bytes()
+
+    monkeypatch.setattr(train_mod, "fit", real_fit)
+    cfg2, run2 = start_run(TrainConfig.preset_config("smoke", workers=1), tmp_path / "r", resume=True)
+    assert cfg2.gif_episodes == 0  # the saved config wins on resume
+    metrics = Trainer(cfg2, run2, log=lambda *_: None).run_all()
+    assert (run2 / "data" / "expert" / "steps.csv").read_bytes() == steps_csv  # not recollected
+    assert (run2 / "encoder.pt").read_bytes() == encoder  # not retrained
+    assert {"bc", "dagger_1", "dagger_1_fit", "evaluate"} <= set(run2.stages_done())
+    assert metrics["eval"]["heldout_objects"]["episodes"] == cfg.eval_episodes
+
+
+def test_config_round_trip_and_validation():
+    cfg = TrainConfig.preset_config("full", seed=3)
+    again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+    with pytest.raises(ValueError, match="dagger_beta"):
+        TrainConfig(dagger_rounds=3, dagger_beta=(0.5,))
+    with pytest.raises(ValueError, match="unknown fields"):
+        TrainConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+def test_ppo_stage_warm_starts_from_dagger_and_lands_in_policy_pt(tmp_path):
+    cfg = TrainConfig.preset_config("smoke", algo="ppo", workers=1, gif_episodes=0, eval_episodes=2,
+                                    eval_train_episodes=1)
+    cfg, run_dir = start_run(cfg, tmp_path / "ppo")
+    metrics = Trainer(cfg, run_dir, log=lambda *_: None).run_all()
+    stages = run_dir.stages_done()
+    assert stages["rl"]["algo"] == "ppo" and stages["rl"]["env_steps"] == cfg.rl_steps
+    assert metrics["eval"]["heldout_objects"]["episodes"] == 2
+    from policies.policy import GraspPolicy
+    assert GraspPolicy.load(run_dir / "policy.pt") is not None
