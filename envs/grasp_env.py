@@ -241,10 +241,11 @@ class GraspEnv(gym.Env):
         image = self.render_camera(self._camera)
         return {"image": self.params.sensor(image, self._rng_sensor), "proprio": proprio}
 
-    def render_camera(self, camera: Camera) -> np.ndarray:
+    def render_camera(self, camera: Camera, light=None) -> np.ndarray:
+        """Render ``camera``'s view under ``light`` (default: this episode's), uint8 RGB."""
         i = camera.intrinsics
         return self.sim.render(i.width, i.height, camera.view_matrix(), camera.projection_matrix(),
-                               self.params.light)
+                               light or self.params.light)
 
     def render_alternative(self, rng: np.random.Generator) -> np.ndarray:
         """The current world state as the policy camera would see it under a *different*, freshly
@@ -254,9 +255,8 @@ class GraspEnv(gym.Env):
         alt = self.randomizer.sample(self.scene, list(self.scene.active), rng)
         self.randomizer.apply_appearance(self.scene, alt)
         try:
-            camera = alt.camera.with_image_size(self.config.image_size, self.config.image_size)
-            i = camera.intrinsics
-            image = self.sim.render(i.width, i.height, camera.view_matrix(), camera.projection_matrix(), alt.light)
+            size = self.config.image_size
+            image = self.render_camera(alt.camera.with_image_size(size, size), alt.light)
             alt.sensor.reset()
             return alt.sensor(image, rng)
         finally:

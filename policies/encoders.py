@@ -171,7 +171,11 @@ class Fusion(nn.Module):
         self.out_dim = encoder.features_dim + 64
 
     def forward(self, image: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.encoder(image), self.proprio(self.proprio_norm(proprio))], dim=1)
+        return self.combine(self.encoder(image), proprio)
+
+    def combine(self, features: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+        """Already computed image features (N, encoder dim) and raw proprio -> the fused vector."""
+        return torch.cat([features, self.proprio(self.proprio_norm(proprio))], dim=1)
 
 
 # ----------------------------------------------------------------------- save / load

@@ -89,14 +89,8 @@ class Buffer:
         self._cat = None
 
     def add_dataset(self, ds: Dataset) -> None:
-        self.parts["images"].append(ds.images)
-        self.parts["proprio"].append(ds.proprio)
-        self.parts["expert_action"].append(ds.expert_action)
-        self.parts["object"].append(ds.object)
-        self.parts["grasp"].append(ds.grasp)
-        self.parts["success"].append(ds.success)
-        self.parts["images_alt"].append(ds.images_alt)
-        self.parts["has_alt"].append(ds.has_alt)
+        for name in FIELDS:  # Dataset carries every field under the same name
+            self.parts[name].append(getattr(ds, name))
         self._cat = None
 
     @property

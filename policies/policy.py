@@ -53,7 +53,7 @@ class GraspPolicy(nn.Module):
     def heads(self, image: torch.Tensor, proprio: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every head at once (training): action (N, 5) raw, object (N, 5), outcome (N,) logit."""
         feats = self.encoder(image)
-        fused = torch.cat([feats, self.fusion.proprio(self.fusion.proprio_norm(proprio))], dim=1)
+        fused = self.fusion.combine(feats, proprio)
         return {"action": self.action_head(fused), "object": self.object_head(feats),
                 "outcome": self.outcome_head(fused).squeeze(1), "features": feats}
 

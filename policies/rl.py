@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
@@ -103,8 +102,6 @@ def sb3_into_policy(model, policy: GraspPolicy) -> None:
 def finetune_policy_rl(policy: GraspPolicy, cfg, run) -> dict:
     """The ``rl`` stage of the pipeline: SB3 (``cfg.algo``) warm-started from ``policy``, encoder
     fine-tuned, ``cfg.rl_steps`` env steps; copies the result back into ``policy``."""
-    from stable_baselines3.common.monitor import Monitor  # noqa: F401 - make_vec_env monitors
-
     env = make_env(cfg.env_kwargs("train"), workers=cfg.workers, seed=cfg.seed)
     try:
         model = make_model(cfg.algo, env, encoder=policy.encoder, freeze=False, seed=cfg.seed)
@@ -169,7 +166,3 @@ class StateTeacher:
         obs = self.env.state_observation()
         action, _ = self.model.predict(obs, deterministic=True)
         return np.asarray(action, dtype=np.float32)
-
-
-def state_env(**kwargs) -> gym.Env:
-    return gym.make("PandaGraspState-v0", **kwargs)

@@ -126,12 +126,47 @@ VIEW_LOW = np.array([0.42, -0.14, 0.04, -0.8])   # x, y, z (m), yaw (rad) of tel
 VIEW_HIGH = np.array([0.68, 0.14, 0.25, 0.8])
 
 
+class _Recorder:
+    """Per-step rows of one episode: observation, executed action, the expert's label and its
+    privileged targets, and (with probability ``alt_prob``) a render under another randomization."""
+
+    def __init__(self, genv, expert, alt_prob: float, rng: np.random.Generator) -> None:
+        self.genv, self.expert, self.alt_prob, self.rng = genv, expert, alt_prob, rng
+        self.rows: dict[str, list] = {k: [] for k in ("images", "proprio", "action", "expert_action", "object",
+                                                      "grasp", "images_alt", "has_alt")}
+
+    def add(self, obs: dict, label: np.ndarray, action: np.ndarray | None = None) -> None:
+        rows = self.rows
+        targets = self.expert.target_labels()
+        nan4 = np.full(4, np.nan, np.float32)
+        rows["images"].append(obs["image"])
+        rows["proprio"].append(obs["proprio"])
+        rows["action"].append(action)
+        rows["expert_action"].append(label)
+        rows["object"].append(targets[0] if targets else nan4)
+        rows["grasp"].append(targets[1] if targets else nan4)
+        alt = self.alt_prob > 0 and self.rng.random() < self.alt_prob
+        rows["images_alt"].append(self.genv.render_alternative(self.rng) if alt else np.zeros_like(obs["image"]))
+        rows["has_alt"].append(alt)
+
+    def episode(self, **fields) -> Episode:
+        r = self.rows
+        actions = None if r["action"][0] is None else np.stack(r["action"]).astype(np.float32)
+        return Episode(images=np.stack(r["images"]), proprio=np.stack(r["proprio"]).astype(np.float32),
+                       action=actions, expert_action=np.stack(r["expert_action"]).astype(np.float32),
+                       object=np.stack(r["object"]), grasp=np.stack(r["grasp"]),
+                       images_alt=np.stack(r["images_alt"]), has_alt=np.array(r["has_alt"]), **fields)
+
+
+def _objects(genv) -> str:
+    return ",".join(str(genv.privileged_state()[n]["object_id"]) for n in genv.scene.active)
+
+
 def _views(env, expert, chunk: Chunk, rng: np.random.Generator, seed: int | None) -> Result:
     env.reset(seed=seed)
     genv = env.unwrapped
-    objects = ",".join(str(genv.privileged_state()[n]["object_id"]) for n in genv.scene.active)
-    rows: dict[str, list] = {k: [] for k in ("images", "proprio", "expert_action", "object", "grasp",
-                                             "images_alt", "has_alt")}
+    objects = _objects(genv)
+    recorder = _Recorder(genv, expert, chunk.alt_prob, rng)
     for k in range(chunk.views):
         pose = rng.uniform(VIEW_LOW, VIEW_HIGH)
         opening = 0.08 if rng.random() < 0.8 else float(rng.uniform(0.0, 0.08))
@@ -142,35 +177,19 @@ def _views(env, expert, chunk: Chunk, rng: np.random.Generator, seed: int | None
         obs = genv._observation()
         if k > 0:  # every further view of the layout under a fresh appearance: cheap diversity
             obs["image"] = genv.render_alternative(rng)
-        labels = expert.target_labels()
-        nan4 = np.full(4, np.nan, np.float32)
-        rows["images"].append(obs["image"])
-        rows["proprio"].append(obs["proprio"])
-        rows["expert_action"].append(label)
-        rows["object"].append(labels[0] if labels else nan4)
-        rows["grasp"].append(labels[1] if labels else nan4)
-        alt = chunk.alt_prob > 0 and rng.random() < chunk.alt_prob
-        rows["images_alt"].append(genv.render_alternative(rng) if alt else np.zeros_like(obs["image"]))
-        rows["has_alt"].append(alt)
-    ep = Episode(images=np.stack(rows["images"]), proprio=np.stack(rows["proprio"]).astype(np.float32),
-                 expert_action=np.stack(rows["expert_action"]).astype(np.float32),
-                 object=np.stack(rows["object"]), grasp=np.stack(rows["grasp"]),
-                 images_alt=np.stack(rows["images_alt"]), has_alt=np.array(rows["has_alt"]),
-                 success=None, source="sim-views", seed=seed, objects=objects)
+        recorder.add(obs, label)
+    ep = recorder.episode(success=None, source="sim-views", seed=seed, objects=objects)
     return Result(success=False, steps=chunk.views, episode=ep, seed=seed, objects=objects)
 
 
 def _episode(env, expert, policy, chunk: Chunk, rng: np.random.Generator, seed: int | None) -> Result:
     obs, _ = env.reset(seed=seed)
     genv = env.unwrapped
-    objects = ",".join(str(genv.privileged_state()[n]["object_id"]) for n in genv.scene.active)
-    record = chunk.mode != "eval"
+    objects = _objects(genv)
+    recorder = _Recorder(genv, expert, chunk.alt_prob, rng) if chunk.mode != "eval" else None
     if expert is not None:
         expert.reset()
-    rows: dict[str, list] = {k: [] for k in ("images", "proprio", "action", "expert_action", "object", "grasp",
-                                             "images_alt", "has_alt")}
-    steps, success = 0, False
-    blank = None
+    steps = 0
     while True:
         label = expert.act() if expert is not None else None
         if chunk.mode == "expert":
@@ -178,34 +197,15 @@ def _episode(env, expert, policy, chunk: Chunk, rng: np.random.Generator, seed: 
         else:
             use_expert = chunk.mode == "dagger" and rng.random() < chunk.beta
             action = label if use_expert else policy.act(obs["image"], obs["proprio"])
-        if record:
-            rows["images"].append(obs["image"])
-            rows["proprio"].append(obs["proprio"])
-            rows["action"].append(action)
-            rows["expert_action"].append(label)
-            labels = expert.target_labels()
-            nan4 = np.full(4, np.nan, np.float32)
-            rows["object"].append(labels[0] if labels else nan4)
-            rows["grasp"].append(labels[1] if labels else nan4)
-            alt = chunk.alt_prob > 0 and rng.random() < chunk.alt_prob
-            if blank is None:
-                blank = np.zeros_like(obs["image"])
-            rows["images_alt"].append(genv.render_alternative(rng) if alt else blank)
-            rows["has_alt"].append(alt)
+        if recorder is not None:
+            recorder.add(obs, label, action)
         obs, _, terminated, truncated, info = env.step(action)
         steps += 1
         if terminated or truncated:
-            success = bool(info["is_success"])
             break
-    episode = None
-    if record:
-        episode = Episode(
-            images=np.stack(rows["images"]), proprio=np.stack(rows["proprio"]).astype(np.float32),
-            action=np.stack(rows["action"]).astype(np.float32),
-            expert_action=np.stack(rows["expert_action"]).astype(np.float32),
-            object=np.stack(rows["object"]), grasp=np.stack(rows["grasp"]),
-            images_alt=np.stack(rows["images_alt"]), has_alt=np.array(rows["has_alt"]),
-            success=success, source=f"sim-{chunk.mode}", seed=seed, objects=objects)
+    success = bool(info["is_success"])
+    episode = None if recorder is None else recorder.episode(success=success, source=f"sim-{chunk.mode}",
+                                                                 seed=seed, objects=objects)
     return Result(success=success, steps=steps, episode=episode, seed=seed, objects=objects)
 
 

@@ -19,7 +19,6 @@ Stages, each recorded in the run's ``state.json`` so ``--resume`` skips what is 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,7 +212,6 @@ class Trainer:
             self.log(f"training rows: {len(buffer)}; expert success {done['expert']['success_rate']:.1%}")
 
             # 2. encoder pretraining
-            policy = GraspPolicy(cfg.encoder)
             if "pretrain" not in done:
                 torch.manual_seed(cfg.seed)
                 policy = GraspPolicy(cfg.encoder)
@@ -294,8 +292,7 @@ class Trainer:
             skip_chunks += 1
         if count < have:  # a partial chunk: drop it and redo the chunk
             self.log(f"{root}: {have - count} episodes of an unfinished chunk will be recollected")
-            _truncate(root, count)
-            writer = EpisodeWriter(root)
+            writer.keep_first(count)
         results = collect(pool, chunks[skip_chunks:], on_result=lambda r: writer.append(r.episode),
                           progress=f"{mode} rollouts")
         stage = root.name
@@ -310,21 +307,6 @@ class Trainer:
         self._curve(stage, [{"step": 0, "rollout_success": info["success_rate"], "episodes": info["episodes"]}])
         self._done(stage, info)
         self.log(f"{stage}: {info['episodes']} episodes, rollout success {info['success_rate']:.1%}")
-
-
-def _truncate(root: Path, episodes: int) -> None:
-    """Keep the first ``episodes`` complete episodes of a dataset folder."""
-    import csv
-
-    for name in ("episodes.csv", "steps.csv"):
-        path = root / name
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-        keep = [rows[0]] + [r for r in rows[1:] if int(r[0]) < episodes]
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", newline="") as f:
-            csv.writer(f).writerows(keep)
-        tmp.replace(path)
 
 
 def _camera_dict(cfg: TrainConfig) -> dict:
@@ -385,7 +367,3 @@ def start_run(cfg: TrainConfig, out: str | Path, overwrite: bool = False,
                                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     run.discard_old()
     return cfg, run
-
-
-def dump(obj: Any) -> str:
-    return json.dumps(obj, indent=2)

@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 class RunError(RuntimeError):
     """A run directory cannot be used as asked (exists, not writable, corrupt checkpoint)."""
@@ -41,6 +39,8 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    import torch  # here, not at module level: the data format uses this module without torch
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
@@ -49,6 +49,8 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 def safe_torch_load(path: str | Path) -> Any:
     """``torch.load`` with ``weights_only=True`` (never executes code from the file); a damaged
     file raises ``RunError`` naming it."""
+    import torch
+
     path = Path(path)
     if not path.exists():
         raise RunError(f"{path}: checkpoint not found")
@@ -71,6 +73,8 @@ def _json_default(o: Any) -> Any:
 def environment_info() -> dict[str, Any]:
     """Package versions, Python, platform and the git commit of this checkout (if any)."""
     from importlib import metadata
+
+    import torch
 
     versions = {}
     for pkg in ("sim2real", "torch", "numpy", "gymnasium", "stable-baselines3", "pybullet",

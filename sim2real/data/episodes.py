@@ -43,6 +43,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sim2real.runs import atomic_write_json
+
 FORMAT = "sim2real-episodes"
 VERSION = 1
 
@@ -114,7 +116,7 @@ class EpisodeWriter:
         existing = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         self.meta = {**existing, **(meta or {}), "format": FORMAT, "version": VERSION,
                      "columns": list(STEP_COLUMNS), "units": UNITS}
-        _atomic_write_text(meta_path, json.dumps(self.meta, indent=2))
+        atomic_write_json(meta_path, self.meta)
         self.episodes = _read_csv(self.root / "episodes.csv") if (self.root / "episodes.csv").exists() else []
         self._rewrite_steps_to_complete()
 
@@ -124,24 +126,30 @@ class EpisodeWriter:
 
     def _rewrite_steps_to_complete(self) -> None:
         """Drop step rows of an episode that never reached episodes.csv (an interrupted append)."""
-        steps_path = self.root / "steps.csv"
-        done = {int(r["episode"]) for r in self.episodes}
-        if not steps_path.exists():
-            with open(steps_path, "w", newline="") as f:
+        if not (self.root / "steps.csv").exists():
+            with open(self.root / "steps.csv", "w", newline="") as f:
                 csv.writer(f).writerow(STEP_COLUMNS)
             if not (self.root / "episodes.csv").exists():
                 with open(self.root / "episodes.csv", "w", newline="") as f:
                     csv.writer(f).writerow(EPISODE_COLUMNS)
             return
-        rows = _read_csv(steps_path)
-        keep = [r for r in rows if int(r["episode"]) in done]
-        if len(keep) != len(rows):
-            tmp = steps_path.with_suffix(".csv.tmp")
-            with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, STEP_COLUMNS)
-                w.writeheader()
-                w.writerows(keep)
-            os.replace(tmp, steps_path)
+        self.keep_first(self.num_episodes)
+
+    def keep_first(self, episodes: int) -> None:
+        """Keep only episodes 0 .. ``episodes`` - 1 (and their step rows); used to redo a partly
+        written chunk on resume. Each file is rewritten only if something is dropped."""
+        for name, columns in (("episodes.csv", EPISODE_COLUMNS), ("steps.csv", STEP_COLUMNS)):
+            path = self.root / name
+            rows = _read_csv(path)
+            keep = [r for r in rows if int(r["episode"]) < episodes]
+            if len(keep) != len(rows):
+                tmp = path.with_suffix(".csv.tmp")
+                with open(tmp, "w", newline="") as f:
+                    w = csv.DictWriter(f, columns)
+                    w.writeheader()
+                    w.writerows(keep)
+                os.replace(tmp, path)
+        self.episodes = [r for r in self.episodes if int(r["episode"]) < episodes]
 
     def append(self, ep: Episode) -> int:
         """Write one episode; returns its index."""
@@ -323,9 +331,3 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
     path.write_bytes(buf.tobytes())
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
