@@ -99,7 +99,7 @@ class Camera:
     """A calibrated camera: intrinsics plus the optical frame's pose in the robot base frame."""
 
     intrinsics: Intrinsics = DEFAULT_INTRINSICS
-    position: tuple[float, float, float] = (0.95, 0.0, 0.50)
+    position: tuple[float, float, float] = (0.82, 0.0, 0.36)
     orientation: tuple[float, float, float, float] | None = None
     near: float = 0.02
     far: float = 3.0

@@ -11,15 +11,22 @@ import torch
 import torch.nn.functional as F
 
 
-def random_shift(images: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
-    if pad <= 0:
-        return images
+def random_shift(images: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None,
+                 return_shift: bool = False):
+    """Translate each image by up to +-pad pixels. With ``return_shift`` also the (N, 2) pixel
+    translation (x, y) applied, so labels given in pixels can follow the image."""
     n, _, h, w = images.shape
+    if pad <= 0:
+        return (images, torch.zeros(n, 2)) if return_shift else images
     padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).tolist()
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).tolist()
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
     # A Python loop of slices beats gather-style indexing by ~10x at these batch sizes.
-    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    out = torch.stack([padded[i, :, y:y + h, x:x + w]
+                       for i, (x, y) in enumerate(zip(dx.tolist(), dy.tolist(), strict=True))])
+    if return_shift:  # output pixel p shows input pixel p + d - pad
+        return out, torch.stack([pad - dx, pad - dy], dim=1).float()
+    return out
 
 
 def color_jitter(images: torch.Tensor, strength: float = 0.2,
@@ -45,5 +52,8 @@ def color_jitter(images: torch.Tensor, strength: float = 0.2,
 
 
 def augment(images: torch.Tensor, pad: int = 4, jitter: float = 0.2,
-            generator: torch.Generator | None = None) -> torch.Tensor:
-    return color_jitter(random_shift(images, pad, generator), jitter, generator)
+            generator: torch.Generator | None = None, return_shift: bool = False):
+    """Random shift then colour jitter; with ``return_shift`` also the (N, 2) pixel translation."""
+    shifted, shift = random_shift(images, pad, generator, return_shift=True)
+    out = color_jitter(shifted, jitter, generator)
+    return (out, shift) if return_shift else out

@@ -11,6 +11,13 @@ Architectures (``ENCODERS``):
               same keypoint + pooling head.
 Both expose ``blocks`` (input to output) so transfer can freeze or fine-tune the top k of them.
 BatchNorm is deliberate: re-estimating its statistics on target images is AdaBN.
+
+The first ``spec.keypoints`` keypoint maps are *named* (``KEYPOINTS``: the grasp point, then the
+gripper) and can be supervised with the pixels where the simulator projects those points
+(``Encoder.encode`` returns the maps' logits for that loss). Their image coordinates are also
+appended verbatim to the features, so a policy head sees "where the object is relative to the
+gripper" without having to dig it out of a mixed projection. Both nets downsample by
+``STRIDE`` = 4, so the maps are (S/4) x (S/4).
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 ENCODERS = ("cnn", "resnet")
+KEYPOINTS = ("grasp_point", "gripper")
+STRIDE = 4  # input pixels per keypoint-map cell (both architectures)
 
 
 @dataclass
@@ -31,7 +40,10 @@ class EncoderSpec:
 
     arch: one of ``ENCODERS``; image_size: side of the square RGB input, pixels (resize outside);
     features_dim: output width; mean, std: per-channel RGB normalization applied inside to [0, 1]
-    inputs; width: channel multiplier.
+    inputs; width: channel multiplier; keypoints: how many of ``KEYPOINTS`` are named (supervisable)
+    keypoint maps whose coordinates are appended to the features (0 = none); camera: the nominal
+    camera the encoder was trained with (``Camera.to_dict()``), which turns on the grasp-point
+    prior (see ``GraspPointPrior``); None = no prior.
     """
 
     arch: str = "cnn"
@@ -40,6 +52,8 @@ class EncoderSpec:
     width: int = 16
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+    keypoints: int = 2
+    camera: dict | None = None
 
     def __post_init__(self) -> None:
         if self.arch not in ENCODERS:
@@ -48,9 +62,20 @@ class EncoderSpec:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"encoder {name}: must be a positive integer, got {value!r}")
+        if not isinstance(self.keypoints, int) or not 0 <= self.keypoints <= len(KEYPOINTS):
+            raise ValueError(f"encoder keypoints: must be an integer in 0..{len(KEYPOINTS)}, got {self.keypoints!r}")
+        if self.features_dim <= 2 * self.keypoints:
+            raise ValueError(f"encoder features_dim: must exceed 2 x keypoints, got {self.features_dim}")
         if self.image_size % 16:
             raise ValueError(f"encoder image_size: must be a multiple of 16, got {self.image_size}")
         self.mean, self.std = tuple(map(float, self.mean)), tuple(map(float, self.std))
+        if self.camera is not None:
+            from envs.camera import Camera
+
+            try:
+                Camera.from_dict(self.camera)
+            except (KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"encoder camera: not a camera description ({e})") from None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,6 +116,10 @@ class SpatialSoftmax(nn.Module):
         super().__init__()
         self.log_temperature = nn.Parameter(torch.zeros(()))
 
+    def log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """Log of the per-channel distribution over pixels (N, C, H*W) that ``forward`` averages."""
+        return torch.log_softmax(x.flatten(2) / self.log_temperature.exp(), dim=-1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         ys = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype)
@@ -99,6 +128,45 @@ class SpatialSoftmax(nn.Module):
         ex = (p.sum(dim=2) * xs).sum(dim=-1)
         ey = (p.sum(dim=3) * ys).sum(dim=-1)
         return torch.cat([ex, ey], dim=1)
+
+
+class GraspPointPrior(nn.Module):
+    """Which object to grasp, made local: a penalty on the grasp-point map growing with the
+    horizontal distance between each map cell's point on the tray and the gripper.
+
+    The expert grasps the object nearest the gripper. From the image alone that is a global
+    comparison, and a keypoint map that cannot make it splits its mass between objects, so its
+    expected coordinate lands *between* them (a student that stalls there). Each cell's centre is
+    back-projected through the nominal camera onto the plane ``PRIOR_PLANE_Z`` (m, base frame);
+    ``alpha`` (1/m^2, learned, log-parametrized) weighs the squared distance to the gripper's (x, y).
+    """
+
+    def __init__(self, camera: dict, image_size: int) -> None:
+        super().__init__()
+        from envs.camera import Camera
+
+        cam = Camera.from_dict(camera).with_image_size(image_size, image_size)
+        i, n = cam.intrinsics, image_size // STRIDE
+        centres = (np.arange(n) + 0.5) * STRIDE  # continuous pixel coordinates of cell centres
+        u, v = np.meshgrid(centres, centres)  # (n, n), row = v
+        rays = np.stack([(u - i.cx) / i.fx, (v - i.cy) / i.fy, np.ones_like(u)], axis=-1) @ cam.rotation.T
+        origin = np.asarray(cam.position)
+        # Rays that never reach the plane (above the horizon) get a far-away point: no object there.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = (PRIOR_PLANE_Z - origin[2]) / rays[..., 2]
+        xy = origin[:2] + s[..., None] * rays[..., :2]
+        xy[~(s > 0)] = 10.0
+        self.register_buffer("cell_xy", torch.tensor(xy.reshape(-1, 2), dtype=torch.float32))
+        self.log_alpha = nn.Parameter(torch.tensor(float(np.log(300.0))))
+
+    def forward(self, proprio: torch.Tensor) -> torch.Tensor:
+        """Raw proprio (N, 5) -> additive logits (N, 1, n, n)."""
+        d2 = ((self.cell_xy[None] - proprio[:, None, :2]) ** 2).sum(dim=-1)
+        n = int(round(self.cell_xy.shape[0] ** 0.5))
+        return (-self.log_alpha.exp() * d2).reshape(-1, 1, n, n)
+
+
+PRIOR_PLANE_Z = 0.03  # m: about where grasp points are (tray floor at 0.01 m plus half a small object)
 
 
 class Encoder(nn.Module):
@@ -123,8 +191,9 @@ class Encoder(nn.Module):
         # pixels can become peaked where a detector fires; one keypoint = two coordinates.
         self.keypoint_maps = nn.Conv2d(channels, channels, 1)
         self.keypoints = SpatialSoftmax()
-        self.head = nn.Sequential(nn.Linear(3 * channels, spec.features_dim), nn.LayerNorm(spec.features_dim),
-                                  nn.ReLU(inplace=True))
+        head_dim = spec.features_dim - 2 * spec.keypoints
+        self.head = nn.Sequential(nn.Linear(3 * channels, head_dim), nn.LayerNorm(head_dim), nn.ReLU(inplace=True))
+        self.prior = GraspPointPrior(spec.camera, spec.image_size) if spec.camera and spec.keypoints else None
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
 
@@ -138,9 +207,22 @@ class Encoder(nn.Module):
             x = block(x)
         return x
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def encode(self, image: torch.Tensor, proprio: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (N, features_dim) and the keypoint-map logits (N, C, S/4, S/4); the first
+        ``spec.keypoints`` maps are the named ones. With raw ``proprio`` (N, 5) and a camera in
+        the spec, the grasp-point map gets the gripper-distance prior."""
         x = self.feature_map(image)
-        return self.head(torch.cat([self.keypoints(self.keypoint_maps(x)), x.mean(dim=(2, 3))], dim=1))
+        logits = self.keypoint_maps(x)
+        if self.prior is not None and proprio is not None:
+            logits = torch.cat([logits[:, :1] + self.prior(proprio), logits[:, 1:]], dim=1)
+        points = self.keypoints(logits)  # (N, 2C): all x, then all y
+        c, k = logits.shape[1], self.spec.keypoints
+        named = torch.cat([points[:, :k], points[:, c:c + k]], dim=1)
+        feats = torch.cat([self.head(torch.cat([points, x.mean(dim=(2, 3))], dim=1)), named], dim=1)
+        return feats, logits
+
+    def forward(self, image: torch.Tensor, proprio: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encode(image, proprio)[0]
 
 
 # --------------------------------------------------------------------------- proprio
@@ -171,7 +253,7 @@ class Fusion(nn.Module):
         self.out_dim = encoder.features_dim + 64
 
     def forward(self, image: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
-        return self.combine(self.encoder(image), proprio)
+        return self.combine(self.encoder(image, proprio), proprio)
 
     def combine(self, features: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
         """Already computed image features (N, encoder dim) and raw proprio -> the fused vector."""

@@ -4,9 +4,17 @@ retraining all run through ``fit`` with different loss weights.
 Losses (each averaged over the rows that have its label):
     action      BC: MSE between tanh(movement) and the expert's dx, dy, dz, dyaw, plus binary
                 cross-entropy of the gripper logit against the expert's open/close command.
+    grasp       where the expert's grasp is relative to the hand (Huber on the offset in 5 cm
+                units, 1 cm quadratic zone, and on cos/sin of twice the yaw still to turn): what
+                the servo control law acts on (see ``policies.policy``).
     object      privileged regression from the image alone (Huber): target object position
                 (normalized; objects off the tray are ignored) and grasp yaw as (cos 2psi, sin 2psi).
     outcome     binary cross-entropy: does this episode end in a grasp?
+    keypoints   where the named keypoint maps should peak: cross-entropy between each map's softmax
+                and a Gaussian (sigma = 1 cell) around the pixel where the camera sees the grasp
+                point / the gripper (projected with the dataset's nominal camera; rows whose point
+                is outside the image are ignored). Dense, well-conditioned supervision of *where*
+                things are, which base-frame regression alone learned far too slowly.
     invariance  paired renders of one world state under two randomizations: 1 - cosine similarity
                 of their encoder features.
 Images are augmented (random shift, colour jitter) per batch.
@@ -23,11 +31,12 @@ import torch
 import torch.nn.functional as F
 
 from policies.augment import augment
-from policies.encoders import images_to_tensor
-from policies.policy import GraspPolicy, object_targets
+from policies.encoders import KEYPOINTS, STRIDE, images_to_tensor
+from policies.policy import GraspPolicy, grasp_targets, object_targets
 from sim2real.data.episodes import Dataset, Episode
 
-FIELDS = ("images", "proprio", "expert_action", "object", "grasp", "success", "images_alt", "has_alt")
+FIELDS = ("images", "proprio", "expert_action", "object", "grasp", "success", "images_alt", "has_alt", "keypoints")
+LOSSES = ("action", "grasp", "object", "keypoints", "outcome", "invariance")
 
 
 @dataclass
@@ -43,8 +52,8 @@ class FitConfig:
     batch: int = 128
     lr: float = 1e-3
     encoder_lr: float = 1e-3
-    weights: dict[str, float] = field(default_factory=lambda: {"action": 1.0, "object": 0.5, "outcome": 0.1,
-                                                               "invariance": 0.1})
+    weights: dict[str, float] = field(default_factory=lambda: {
+        "action": 1.0, "grasp": 1.0, "keypoints": 0.5, "object": 0.5, "outcome": 0.1, "invariance": 0.1})
     shift: int = 4
     jitter: float = 0.2
     weight_decay: float = 1e-4
@@ -58,12 +67,30 @@ class FitConfig:
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"fit {name}: must be a non-negative number, got {v!r}")
-        unknown = set(self.weights) - {"action", "object", "outcome", "invariance"}
+        unknown = set(self.weights) - set(LOSSES)
         if unknown:
             raise ValueError(f"fit weights: unknown losses {sorted(unknown)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def keypoint_pixels(camera: dict | None, image_size: int, grasp: np.ndarray, proprio: np.ndarray) -> np.ndarray:
+    """Pixel coordinates (N, len(KEYPOINTS), 2) in the policy's S x S image of the grasp point
+    (grasp[:, :3], base frame, m) and of the gripper (proprio[:, :3]), seen by ``camera`` (a
+    ``Camera.to_dict()``; its image is resized, not cropped, to S x S). NaN where unknown."""
+    n = len(grasp)
+    out = np.full((n, len(KEYPOINTS), 2), np.nan, np.float32)
+    if camera is None or n == 0:
+        return out
+    from envs.camera import Camera
+
+    cam = Camera.from_dict(camera).with_image_size(image_size, image_size)
+    for k, points in enumerate((grasp[:, :3], proprio[:, :3])):
+        ok = np.isfinite(points).all(axis=1)
+        if ok.any():
+            out[ok, k] = cam.project(points[ok].astype(np.float64))
+    return out
 
 
 class Buffer:
@@ -86,11 +113,13 @@ class Buffer:
         alt = ep.images_alt if ep.images_alt is not None else np.zeros_like(ep.images)
         self.parts["images_alt"].append(alt)
         self.parts["has_alt"].append(ep.has_alt if ep.has_alt is not None else np.zeros(n, bool))
+        self.parts["keypoints"].append(np.full((n, len(KEYPOINTS), 2), np.nan, np.float32))
         self._cat = None
 
     def add_dataset(self, ds: Dataset) -> None:
-        for name in FIELDS:  # Dataset carries every field under the same name
+        for name in FIELDS[:-1]:  # Dataset carries every field but keypoints under the same name
             self.parts[name].append(getattr(ds, name))
+        self.parts["keypoints"].append(keypoint_pixels(ds.meta.get("camera"), ds.images.shape[1], ds.grasp, ds.proprio))
         self._cat = None
 
     @property
@@ -120,6 +149,11 @@ def losses(policy: GraspPolicy, batch: dict[str, torch.Tensor], weights: dict[st
         move = ((torch.tanh(out["action"][:, :4]) - lab[:, :4]) ** 2).mean(dim=1)
         grip = F.binary_cross_entropy_with_logits(out["action"][:, 4], (lab[:, 4] > 0).float(), reduction="none")
         result["action"] = _masked_mean(move + 0.5 * grip, has)
+    if weights.get("grasp", 0) > 0:
+        has = torch.isfinite(batch["grasp"]).all(dim=1) & torch.isfinite(batch["proprio"]).all(dim=1)
+        target = grasp_targets(torch.nan_to_num(batch["grasp"]), torch.nan_to_num(batch["proprio"]))
+        huber = F.smooth_l1_loss(out["grasp"], target, reduction="none", beta=0.2).mean(dim=1)
+        result["grasp"] = _masked_mean(huber, has)
     if weights.get("object", 0) > 0:
         target = object_targets(torch.nan_to_num(batch["object"]), torch.nan_to_num(batch["grasp"]))
         # Only objects in view of the tray count: a student may knock one off the table, and its
@@ -128,6 +162,8 @@ def losses(policy: GraspPolicy, batch: dict[str, torch.Tensor], weights: dict[st
                & (target[:, :3].abs() < 3).all(dim=1))
         huber = F.smooth_l1_loss(out["object"], target, reduction="none", beta=0.5).mean(dim=1)
         result["object"] = _masked_mean(huber, has)
+    if weights.get("keypoints", 0) > 0:
+        result["keypoints"] = keypoint_loss(policy, out["keypoint_logits"], batch["keypoints"])
     if weights.get("outcome", 0) > 0:
         s = batch["success"]
         has = torch.isfinite(s)
@@ -135,7 +171,7 @@ def losses(policy: GraspPolicy, batch: dict[str, torch.Tensor], weights: dict[st
         result["outcome"] = _masked_mean(bce, has)
     if weights.get("invariance", 0) > 0 and bool(batch["has_alt"].any()):
         idx = batch["has_alt"].nonzero().squeeze(1)
-        f_alt = policy.encoder(batch["images_alt"][idx])
+        f_alt = policy.encoder(batch["images_alt"][idx], batch["proprio"][idx])
         cos = F.cosine_similarity(out["features"][idx], f_alt, dim=1)
         result["invariance"] = (1 - cos).mean()
     total = sum(weights.get(k, 0) * v for k, v in result.items())
@@ -143,14 +179,37 @@ def losses(policy: GraspPolicy, batch: dict[str, torch.Tensor], weights: dict[st
     return result
 
 
+def keypoint_loss(policy: GraspPolicy, logits: torch.Tensor, pixels: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """Cross-entropy of the named keypoint maps (N, C, h, w) against Gaussians (sigma in cells)
+    around ``pixels`` (N, K, 2), averaged over the finite in-image targets."""
+    k = min(policy.spec.keypoints, pixels.shape[1])
+    if k == 0:
+        return logits.sum() * 0.0
+    n, _, h, w = logits.shape
+    # Map cell j is centred on input pixel STRIDE * j (+0.5 in continuous pixel coordinates).
+    cells = (pixels[:, :k] - 0.5) / STRIDE
+    valid = (torch.isfinite(cells).all(dim=2) & (cells[..., 0] > -0.5) & (cells[..., 0] < w - 0.5)
+             & (cells[..., 1] > -0.5) & (cells[..., 1] < h - 0.5))
+    cells = torch.nan_to_num(cells)
+    xs = torch.arange(w, dtype=logits.dtype).view(1, 1, 1, w)
+    ys = torch.arange(h, dtype=logits.dtype).view(1, 1, h, 1)
+    d2 = (xs - cells[..., 0, None, None]) ** 2 + (ys - cells[..., 1, None, None]) ** 2
+    target = torch.softmax(-d2.flatten(2) / (2 * sigma**2), dim=-1)  # (N, K, h*w), sums to 1
+    logp = policy.encoder.keypoints.log_probs(logits[:, :k])
+    ce = -(target * logp).sum(dim=-1)
+    return _masked_mean(ce, valid)
+
+
 def make_batch(arrays: dict[str, np.ndarray], idx: np.ndarray, cfg: FitConfig,
                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    images = augment(images_to_tensor(arrays["images"][idx]), cfg.shift, cfg.jitter, generator)
+    images, shift = augment(images_to_tensor(arrays["images"][idx]), cfg.shift, cfg.jitter, generator,
+                            return_shift=True)
     def f32(name: str) -> torch.Tensor:
         return torch.as_tensor(arrays[name][idx], dtype=torch.float32)
 
     batch = {"images": images, "proprio": f32("proprio"), "expert_action": f32("expert_action"),
              "object": f32("object"), "grasp": f32("grasp"), "success": f32("success"),
+             "keypoints": f32("keypoints") + shift[:, None, :],
              "has_alt": torch.as_tensor(arrays["has_alt"][idx], dtype=torch.bool)}
     if batch["has_alt"].any():
         batch["images_alt"] = augment(images_to_tensor(arrays["images_alt"][idx]), cfg.shift, cfg.jitter, generator)

@@ -2,13 +2,21 @@
 
 Input: image uint8 (N, S, S, 3) RGB (or float (N, 3, S, S) in [0, 1]) and proprio float32 (N, 5)
 (end effector x, y, z in m and yaw in rad in the base frame, gripper opening in m).
-Output: action (N, 5) in [-1, 1] following the env's action contract: dx, dy, dz, dyaw from a tanh
-head and the gripper from a logit (open when p(open) > 0.5, i.e. +1 / -1).
+Output: action (N, 5) in [-1, 1] following the env's action contract (dx, dy, dz, dyaw, gripper).
 
-The same network carries two auxiliary heads used for encoder pretraining and as regularizers:
-``object`` (target object position in the base frame and grasp yaw as cos 2psi, sin 2psi, from the
-image alone) and ``outcome`` (logit that the episode ends in a grasp, from image + proprio). They are
-never part of an exported policy.
+Two ways to turn what the network sees into an action (``control``):
+    "servo"   (default) the ``grasp`` head estimates where the grasp is *relative to the hand*
+              (offset in m, base frame, and the yaw still to turn) and a fixed visual-servoing law
+              -- the scripted expert's descent funnel, close, lift -- turns that into the action.
+              The network only has to see; the expert's control law is not re-learned. Relative
+              estimates also cancel what camera jitter does to absolute ones.
+    "direct"  the ``action`` head maps features straight to actions (tanh movement, gripper logit);
+              what SB3 fine-tunes, since RL needs a free action head.
+Both heads are trained in every stage (BC loss on ``action``, grasp regression on ``grasp``).
+
+Auxiliary heads for pretraining and as regularizers, never exported: ``object`` (target object
+position in the base frame and grasp yaw as cos 2psi, sin 2psi, from the image alone) and ``outcome``
+(logit that the episode ends in a grasp, from image + proprio).
 """
 
 from __future__ import annotations
@@ -17,11 +25,23 @@ import numpy as np
 import torch
 from torch import nn
 
+from envs import expert as law
+from envs.config import EnvConfig
+from envs.robot import MAX_OPENING
+from envs.scene import TRAY_FLOOR_Z
 from policies.encoders import Encoder, EncoderSpec, Fusion, images_to_tensor
 
 # Normalization of the object-position regression target (m, base frame).
 OBJECT_OFFSET = (0.55, 0.0, 0.05)
 OBJECT_SCALE = (0.15, 0.15, 0.05)
+# The grasp head: offset grasp point - hand in units of GRASP_SCALE m (clipped to +-GRASP_CLIP:
+# beyond that only the direction matters, the servo law saturates), then cos/sin of twice the yaw
+# still to turn (a half turn is the same grasp).
+GRASP_SCALE, GRASP_CLIP = 0.05, 6.0
+CONTROLS = ("servo", "direct")
+_ENV = EnvConfig()
+MAX_TRANSLATION, MAX_ROTATION = _ENV.max_translation, _ENV.max_rotation  # action scale, m and rad per step
+HOLDING = (0.004, MAX_OPENING - 0.01)  # m: fingers stopped by something (not open, not shut on nothing)
 
 
 def mlp(inp: int, hidden: int, out: int) -> nn.Sequential:
@@ -30,11 +50,17 @@ def mlp(inp: int, hidden: int, out: int) -> nn.Sequential:
 
 
 class GraspPolicy(nn.Module):
-    def __init__(self, spec: EncoderSpec | None = None, hidden: int = 256) -> None:
+    """Args: spec: the encoder; hidden: head width; control: "servo" or "direct" (module docstring)."""
+
+    def __init__(self, spec: EncoderSpec | None = None, hidden: int = 256, control: str = "servo") -> None:
         super().__init__()
+        if control not in CONTROLS:
+            raise ValueError(f"control: must be one of {CONTROLS}, got {control!r}")
+        self.control = control
         self.fusion = Fusion(Encoder(spec or EncoderSpec()))
         self.hidden = hidden
         self.action_head = mlp(self.fusion.out_dim, hidden, 5)
+        self.grasp_head = mlp(self.fusion.out_dim, hidden, 5)
         self.object_head = mlp(self.encoder.features_dim, hidden // 2, 5)
         self.outcome_head = mlp(self.fusion.out_dim, hidden // 2, 1)
 
@@ -47,19 +73,23 @@ class GraspPolicy(nn.Module):
         return self.encoder.spec
 
     def forward(self, image: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
-        """Raw head output (N, 5): tanh-space movement pre-activations and the gripper logit."""
-        return self.action_head(self.fusion(image, proprio))
+        """Float image (N, 3, S, S) in [0, 1] and proprio (N, 5) -> action (N, 5) in [-1, 1]."""
+        fused = self.fusion(image, proprio)
+        if self.control == "servo":
+            return servo_action(self.grasp_head(fused), proprio)
+        return self.to_action(self.action_head(fused))
 
     def heads(self, image: torch.Tensor, proprio: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every head at once (training): action (N, 5) raw, object (N, 5), outcome (N,) logit."""
-        feats = self.encoder(image)
+        """Every head at once (training): action (N, 5) raw, grasp (N, 5), object (N, 5), outcome
+        (N,) logit, features (N, D) and keypoint-map logits (N, C, S/4, S/4)."""
+        feats, maps = self.encoder.encode(image, proprio)
         fused = self.fusion.combine(feats, proprio)
-        return {"action": self.action_head(fused), "object": self.object_head(feats),
-                "outcome": self.outcome_head(fused).squeeze(1), "features": feats}
+        return {"action": self.action_head(fused), "grasp": self.grasp_head(fused), "object": self.object_head(feats),
+                "outcome": self.outcome_head(fused).squeeze(1), "features": feats, "keypoint_logits": maps}
 
     @staticmethod
     def to_action(raw: torch.Tensor) -> torch.Tensor:
-        """Raw head output -> action in [-1, 1] (gripper thresholded to +-1)."""
+        """Raw action-head output -> action in [-1, 1] (gripper thresholded to +-1)."""
         return torch.cat([torch.tanh(raw[:, :4]), torch.where(raw[:, 4:] > 0, 1.0, -1.0)], dim=1)
 
     @torch.no_grad()
@@ -70,21 +100,22 @@ class GraspPolicy(nn.Module):
             image, proprio = image[None], proprio[None]
         was_training = self.training
         self.eval()
-        raw = self(images_to_tensor(image), torch.as_tensor(proprio, dtype=torch.float32))
+        action = self(images_to_tensor(image), torch.as_tensor(proprio, dtype=torch.float32))
         self.train(was_training)
-        out = self.to_action(raw).numpy().astype(np.float32)
+        out = action.numpy().astype(np.float32)
         return out[0] if single else out
 
     # -------------------------------------------------------------------- save / load
     def checkpoint(self, extra: dict | None = None) -> dict:
-        return {"kind": "sim2real-policy", "spec": self.spec.to_dict(), "hidden": self.hidden,
+        return {"kind": "sim2real-policy", "spec": self.spec.to_dict(), "hidden": self.hidden, "control": self.control,
                 "state_dict": self.state_dict(), "extra": extra or {}}
 
     @classmethod
     def from_checkpoint(cls, blob: dict, where: str = "checkpoint") -> GraspPolicy:
         if not isinstance(blob, dict) or blob.get("kind") != "sim2real-policy":
             raise ValueError(f"{where}: not a sim2real policy checkpoint")
-        policy = cls(EncoderSpec.from_dict(blob["spec"]), hidden=int(blob.get("hidden", 256)))
+        policy = cls(EncoderSpec.from_dict(blob["spec"]), hidden=int(blob.get("hidden", 256)),
+                     control=str(blob.get("control", "direct")))
         policy.load_state_dict(blob["state_dict"])
         policy.eval()
         return policy
@@ -107,3 +138,40 @@ def object_targets(obj: torch.Tensor, grasp: torch.Tensor) -> torch.Tensor:
     pos = (obj[:, :3] - torch.tensor(OBJECT_OFFSET)) / torch.tensor(OBJECT_SCALE)
     psi = grasp[:, 3]
     return torch.cat([pos, torch.cos(2 * psi)[:, None], torch.sin(2 * psi)[:, None]], dim=1)
+
+
+def grasp_targets(grasp: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+    """Grasp labels (N, 4: x, y, z m, yaw rad, base frame) and proprio (N, 5) -> the grasp head's
+    regression target (N, 5): clipped offset from the hand in GRASP_SCALE units, cos/sin 2 dyaw."""
+    offset = ((grasp[:, :3] - proprio[:, :3]) / GRASP_SCALE).clamp(-GRASP_CLIP, GRASP_CLIP)
+    dyaw = grasp[:, 3] - proprio[:, 3]
+    return torch.cat([offset, torch.cos(2 * dyaw)[:, None], torch.sin(2 * dyaw)[:, None]], dim=1)
+
+
+def servo_action(grasp: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+    """The expert's control law (``envs.expert``) on an *estimated* grasp: grasp head output (N, 5)
+    and proprio (N, 5) -> action (N, 5) in [-1, 1]. Plain tensor ops, so it exports to ONNX.
+
+    Phases are read from the state like the expert's, with the opening standing in for the
+    expert's finger contacts: fingers held part-way (``HOLDING``) = something is in the hand: lift;
+    aligned and at grasp height with the hand not shut = close; otherwise the descent funnel.
+    """
+    offset = grasp[:, :3] * GRASP_SCALE  # grasp point - hand, m
+    # Never aim below the tray floor (the expert's grasp heights are >= 1 cm above it).
+    offset = torch.cat([offset[:, :2], torch.maximum(offset[:, 2:3], TRAY_FLOOR_Z + 0.01 - proprio[:, 2:3])], dim=1)
+    dyaw = 0.5 * torch.atan2(grasp[:, 4], grasp[:, 3])
+    opening = proprio[:, 4]
+    off_xy = torch.linalg.vector_norm(offset[:, :2], dim=1)
+    dz = -offset[:, 2]
+    holding = (opening > HOLDING[0]) & (opening < HOLDING[1])
+    close = ~holding & (off_xy <= law.DRIFT) & (dz < 0.008) & (opening > HOLDING[0])
+    allowed = torch.clamp(law.FUNNEL_SLOPE * torch.relu(off_xy - law.XY_TOL)
+                          + law.YAW_SLOPE * torch.relu(dyaw.abs() - law.YAW_TOL), max=law.HOVER)
+    funnel = offset + torch.stack([torch.zeros_like(allowed), torch.zeros_like(allowed), allowed], dim=1)
+    lift = torch.stack([torch.zeros_like(dz), torch.zeros_like(dz), law.LIFT_Z - proprio[:, 2]], dim=1)
+    move = torch.where(holding[:, None], lift, torch.where(close[:, None], offset, funnel))
+    turn = torch.where(holding | close, torch.zeros_like(dyaw), dyaw)
+    gripper = torch.where(holding | close, -1.0, 1.0)
+    gain = law.GAIN
+    return torch.cat([torch.clamp(gain * move / MAX_TRANSLATION, -1, 1),
+                      torch.clamp(gain * turn / MAX_ROTATION, -1, 1)[:, None], gripper[:, None]], dim=1)

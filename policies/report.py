@@ -21,24 +21,32 @@ def learning_curve_png(run_dir: str | Path) -> Path:
     curve = json.loads((run_dir / "curve.json").read_text()) if (run_dir / "curve.json").exists() else []
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
     fig, (ax_loss, ax_succ) = plt.subplots(1, 2, figsize=(11, 4))
-    offset, boundaries = 0, []
+    # One colour per loss across all stages (a legend entry per loss), stages split by grey lines.
+    from policies.imitation import LOSSES
+
+    offset, boundaries, labelled = 0, [], set()
     for stage in dict.fromkeys(r["stage"] for r in curve):
         rows = [r for r in curve if r["stage"] == stage and "total" in r]
         if not rows:
             continue
         steps = np.array([r["step"] for r in rows]) + offset
-        for key, style in (("action", "-"), ("object", "--"), ("outcome", ":"), ("invariance", "-.")):
+        for k, key in enumerate(LOSSES):
             if key in rows[0]:
-                ax_loss.plot(steps, [r[key] for r in rows], style, label=f"{stage}: {key}")
+                ax_loss.plot(steps, [r[key] for r in rows], color=f"C{k}", lw=1.2,
+                             label=None if key in labelled else key)
+                labelled.add(key)
+        boundaries.append((offset, int(steps[-1]), stage))
         offset = int(steps[-1])
-        boundaries.append((offset, stage))
-    for x, _ in boundaries[:-1]:
-        ax_loss.axvline(x, color="grey", lw=0.5)
+    for start, end, stage in boundaries:
+        if start:
+            ax_loss.axvline(start, color="grey", lw=0.5)
+        ax_loss.text((start + end) / 2, 1.01, stage, transform=ax_loss.get_xaxis_transform(), ha="center",
+                     va="bottom", fontsize=7)
     ax_loss.set_yscale("log")
     ax_loss.set_xlabel("gradient step (all stages)")
     ax_loss.set_ylabel("loss")
-    ax_loss.set_title("training losses")
-    ax_loss.legend(fontsize=6, ncol=2)
+    ax_loss.set_title("training losses", pad=14)
+    ax_loss.legend(fontsize=7)
     names, values = [], []
     for r in curve:
         if "rollout_success" in r:

@@ -6,9 +6,11 @@ Stages, each recorded in the run's ``state.json`` so ``--resume`` skips what is 
                  paired renders for the invariance objective -> ``data/expert`` (episode format);
    ``views``     many more randomized layouts, each seen with the gripper at a few random poses
                  under fresh appearances, labelled by the (state-based) expert -> ``data/views``;
-2. ``pretrain``  encoder pretraining on privileged labels (object position + grasp yaw, grasp
-                 outcome) and randomization invariance -> ``encoder.pt`` (the encoder alone);
-3. ``bc``        behaviour cloning of the expert from image + proprio -> ``policy.pt``;
+2. ``pretrain``  encoder pretraining on privileged labels (object position + grasp yaw, grasp relative
+                 to the hand, grasp-point and gripper keypoints, grasp outcome) and randomization
+                 invariance -> ``encoder.pt`` (the encoder alone);
+3. ``bc``        behaviour cloning of the expert from image + proprio (the grasp head the servo
+                 policy acts on, and the action head) -> ``policy.pt``;
 4. ``dagger_k``  the student drives (mixed with the expert with probability beta_k), the expert
                  relabels every visited state -> ``data/dagger_k``; retrain on everything;
 5. ``rl``        (``--algo ppo|sac``) SB3 on top of the pretrained encoder, warm-started from BC;
@@ -29,13 +31,17 @@ import torch
 
 from policies.encoders import EncoderSpec
 from policies.imitation import Buffer, FitConfig, fit
-from policies.policy import GraspPolicy
+from policies.policy import CONTROLS, GraspPolicy
 from policies.rollout import RolloutPool, collect, make_chunks, policy_bytes
 from sim2real.data.episodes import EpisodeWriter, read_dataset
 from sim2real.runs import RunDir, RunError, environment_info
 from sim2real.stats import success_summary
 
 ALGOS = ("dagger", "bc", "ppo", "sac")
+# Loss weights (see policies.imitation): pretraining learns where things are and what they look like
+# whatever the randomization; policy fitting keeps those objectives on as regularizers.
+PRETRAIN_WEIGHTS = {"keypoints": 1.0, "object": 1.0, "grasp": 1.0, "outcome": 0.2, "invariance": 0.2}
+POLICY_WEIGHTS = {"action": 1.0, "grasp": 2.0, "keypoints": 0.5, "object": 0.3, "outcome": 0.05, "invariance": 0.05}
 PRESETS = ("smoke", "default", "full")
 
 
@@ -52,7 +58,10 @@ class TrainConfig:
     dagger_beta: DAgger schedule (beta = probability the expert acts in round k); eval_episodes /
     eval_train_episodes: closed-loop evaluation on held-out / training objects; eval_randomization:
     the preset evaluation uses ("full" is the reported protocol; others are for diagnosis); rl_steps: env steps
-    of SB3 training; gif_episodes: episodes in the rollout GIF.
+    of SB3 training; gif_episodes: episodes in the rollout GIF; grasp_prior: give the encoder the
+    run's camera so its grasp-point map prefers the object nearest the gripper (``GraspPointPrior``);
+    control: "servo" (estimated grasp + the expert's control law) or "direct" (action head), see
+    ``policies.policy``; RL (ppo / sac) always ends with "direct".
     """
 
     preset: str = "default"
@@ -69,28 +78,32 @@ class TrainConfig:
     alt_prob: float = 0.3
     encoder: EncoderSpec = field(default_factory=EncoderSpec)
     pretrain: FitConfig = field(default_factory=lambda: FitConfig(
-        steps=800, batch=128, lr=2e-3, encoder_lr=2e-3,
-        weights={"object": 1.0, "outcome": 0.2, "invariance": 0.2}))
+        steps=500, batch=128, lr=2e-3, encoder_lr=2e-3,
+        weights=dict(PRETRAIN_WEIGHTS)))
     bc: FitConfig = field(default_factory=lambda: FitConfig(
-        steps=1200, batch=128, lr=1e-3, encoder_lr=5e-4,
-        weights={"action": 1.0, "object": 0.3, "outcome": 0.05, "invariance": 0.05}))
-    dagger_rounds: int = 2
-    dagger_episodes: int = 200
-    dagger_beta: tuple[float, ...] = (0.3, 0.0)
+        steps=800, batch=128, lr=1e-3, encoder_lr=5e-4,
+        weights=dict(POLICY_WEIGHTS)))
+    dagger_rounds: int = 4
+    dagger_episodes: int = 150
+    dagger_beta: tuple[float, ...] = (0.3, 0.1, 0.0, 0.0)
     dagger_fit: FitConfig = field(default_factory=lambda: FitConfig(
-        steps=700, batch=128, lr=5e-4, encoder_lr=3e-4,
-        weights={"action": 1.0, "object": 0.3, "outcome": 0.05, "invariance": 0.05}))
+        steps=500, batch=128, lr=5e-4, encoder_lr=3e-4,
+        weights=dict(POLICY_WEIGHTS)))
     rl_steps: int = 20000
     eval_episodes: int = 200
     eval_train_episodes: int = 100
     eval_randomization: str = "full"
     gif_episodes: int = 3
+    grasp_prior: bool = True
+    control: str = "servo"
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise ValueError(f"preset: must be one of {PRESETS}, got {self.preset!r}")
         if self.algo not in ALGOS:
             raise ValueError(f"algo: must be one of {ALGOS}, got {self.algo!r}")
+        if self.control not in CONTROLS:
+            raise ValueError(f"control: must be one of {CONTROLS}, got {self.control!r}")
         for name in ("workers", "image_size", "chunk_size", "expert_episodes", "eval_episodes"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
@@ -109,6 +122,9 @@ class TrainConfig:
             raise ValueError(f"camera: no such file {self.camera!r}")
         if self.encoder.image_size != self.image_size:
             self.encoder = dataclasses.replace(self.encoder, image_size=self.image_size)
+        camera = _camera_dict(self) if self.grasp_prior else None
+        if self.encoder.camera != camera:
+            self.encoder = dataclasses.replace(self.encoder, camera=camera)
 
     @classmethod
     def preset_config(cls, name: str, **overrides: Any) -> TrainConfig:
@@ -118,20 +134,18 @@ class TrainConfig:
             base = dict(expert_episodes=12, views_layouts=6, views_per_layout=2, alt_prob=0.3, chunk_size=6,
                         dagger_rounds=1, dagger_episodes=6, dagger_beta=(0.5,), eval_episodes=6,
                         eval_train_episodes=4, rl_steps=256, gif_episodes=1,
-                        pretrain=FitConfig(steps=20, batch=32, weights={"object": 1.0, "outcome": 0.2,
-                                                                         "invariance": 0.2}),
+                        pretrain=FitConfig(steps=20, batch=32, weights=dict(PRETRAIN_WEIGHTS)),
                         bc=FitConfig(steps=30, batch=32), dagger_fit=FitConfig(steps=20, batch=32))
         elif name == "full":
             base = dict(expert_episodes=1500, views_layouts=8000, dagger_rounds=4, dagger_episodes=400,
                         dagger_beta=(0.3, 0.1, 0.0, 0.0),
                         eval_episodes=500, eval_train_episodes=200,
                         pretrain=FitConfig(steps=2000, batch=128, lr=2e-3, encoder_lr=2e-3,
-                                           weights={"object": 1.0, "outcome": 0.2, "invariance": 0.2}),
+                                           weights=dict(PRETRAIN_WEIGHTS)),
                         bc=FitConfig(steps=5000, batch=128, lr=1e-3, encoder_lr=5e-4,
-                                     weights={"action": 1.0, "object": 0.3, "outcome": 0.05, "invariance": 0.05}),
+                                     weights=dict(POLICY_WEIGHTS)),
                         dagger_fit=FitConfig(steps=2500, batch=128, lr=5e-4, encoder_lr=3e-4,
-                                             weights={"action": 1.0, "object": 0.3, "outcome": 0.05,
-                                                      "invariance": 0.05}))
+                                             weights=dict(POLICY_WEIGHTS)))
         elif name == "default":
             base = {}
         else:
@@ -214,7 +228,7 @@ class Trainer:
             # 2. encoder pretraining
             if "pretrain" not in done:
                 torch.manual_seed(cfg.seed)
-                policy = GraspPolicy(cfg.encoder)
+                policy = GraspPolicy(cfg.encoder, control=cfg.control)
                 hist = fit(policy, buffer, cfg.pretrain, seed=cfg.seed, progress="pretrain encoder")
                 self._curve("pretrain", hist)
                 from policies.encoders import save_encoder
@@ -256,6 +270,7 @@ class Trainer:
             if cfg.algo in ("ppo", "sac") and "rl" not in done:
                 from policies.rl import finetune_policy_rl
                 stats = finetune_policy_rl(policy, cfg, run)
+                policy.control = "direct"  # RL trained the action head
                 policy.save(run / "policy.pt", extra={"stage": f"rl-{cfg.algo}"})
                 self._done("rl", stats)
 
@@ -348,6 +363,65 @@ def evaluate_run(run_dir: str | Path, episodes: int = 200, train_episodes: int |
     with RolloutPool(workers) as pool:
         return evaluate_policy(policy, config["train"], pool, episodes,
                                episodes if train_episodes is None else train_episodes, seed=seed)
+
+
+def apply_overrides(cfg: TrainConfig, assignments: list[str]) -> TrainConfig:
+    """``KEY=VALUE`` settings (``--set``) on top of a config: VALUE is JSON (else a plain string);
+    dotted keys reach into nested settings (``bc.steps=400``, ``encoder.width=24``). Raises
+    ValueError naming the key when it is unknown or its value is invalid."""
+    import json
+
+    data = cfg.to_dict()
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node, parts = data, key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise ValueError(f"--set {key}: {part!r} is not a group of settings")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ValueError(f"--set {key}: unknown setting (known here: {', '.join(sorted(node))})")
+        node[parts[-1]] = value
+    try:
+        return TrainConfig.from_dict(data)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"--set: {e}") from None
+
+
+# Settings that decide what the expert/views collection stages record.
+COLLECTION_KEYS = ("seed", "camera", "image_size", "randomization", "chunk_size", "expert_episodes",
+                   "views_layouts", "views_per_layout", "alt_prob")
+
+
+def reuse_collected(run: RunDir, cfg: TrainConfig, source: str | Path) -> list[str]:
+    """Copy the expert demonstrations and views of another run into ``run`` (ablations of the learning
+    stages on identical data). Only if ``source`` collected them with the same settings; returns the
+    stages copied. Raises RunError naming the first setting that differs."""
+    import shutil
+
+    src = RunDir(source)
+    saved = (src.read_json("config.json") or {}).get("train")
+    if saved is None:
+        raise RunError(f"{source}: no config.json (not a run directory)")
+    mine = cfg.to_dict()
+    for key in COLLECTION_KEYS:
+        if saved.get(key) != mine.get(key):
+            raise RunError(f"{source}: collected with {key}={saved.get(key)!r}, this run has {mine.get(key)!r}")
+    copied = []
+    for stage in ("expert", "views"):
+        info = src.stages_done().get(stage)
+        if info is None or stage in run.stages_done():
+            continue
+        shutil.copytree(src / "data" / stage, run / "data" / stage, dirs_exist_ok=True)
+        run.mark_done(stage, {**info, "copied_from": str(source)})
+        copied.append(stage)
+    return copied
 
 
 def start_run(cfg: TrainConfig, out: str | Path, overwrite: bool = False,

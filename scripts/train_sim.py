@@ -5,6 +5,8 @@ cloning, DAgger (and optionally SB3 PPO/SAC), then evaluation on held-out object
     python scripts/train_sim.py --preset smoke        # whole pipeline in about a minute
     python scripts/train_sim.py --camera my_cam.yaml  # train with your calibrated camera
     python scripts/train_sim.py --out runs/x --resume # continue an interrupted run
+    python scripts/train_sim.py --out runs/ablation --set control=direct --set bc.steps=400 \
+        --data-from runs/default-dagger-seed0        # an ablation on the same collected data
 
 The run directory (``--out``) gets config.json, encoder.pt, policy.pt, metrics.json,
 learning_curve.png, rollout.gif and the collected data in the episode format (data/).
@@ -35,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
                    "robot base frame (see README, Camera); default: the built-in camera")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting of the preset (JSON value; dotted keys for nested settings, "
+                   "e.g. bc.steps=400, encoder.width=24, control=direct); repeatable; saved in config.json")
+    p.add_argument("--data-from", type=Path, metavar="RUN_DIR",
+                   help="reuse the expert demonstrations and views another run collected with the same "
+                   "collection settings (ablations of the learning stages on identical data)")
     args = p.parse_args(argv)
     if args.preset not in PRESETS:
         p.error(f"--preset: unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
@@ -48,17 +56,23 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from policies.train import TrainConfig, Trainer, start_run
+    from policies.train import TrainConfig, Trainer, apply_overrides, reuse_collected, start_run
     from sim2real.runs import RunError
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    # One process per machine by default; OMP_NUM_THREADS (if set) wins, e.g. for two runs side by side.
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 0) or max(1, os.cpu_count() or 1))
     try:
         if args.camera is not None:
             from envs.camera import Camera
             Camera.from_camera_info(args.camera)  # fail now, naming the file, not in a worker later
         cfg = TrainConfig.preset_config(args.preset, algo=args.algo, seed=args.seed, workers=args.workers,
                                         camera=str(args.camera) if args.camera else None)
+        if args.set:
+            cfg = apply_overrides(cfg, args.set)
         cfg, run = start_run(cfg, out, overwrite=args.overwrite, resume=args.resume)
+        if args.data_from is not None:
+            copied = reuse_collected(run, cfg, args.data_from)
+            print(f"reusing {', '.join(copied) or 'nothing'} from {args.data_from}")
     except (RunError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

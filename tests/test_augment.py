@@ -18,6 +18,15 @@ def test_random_shift_is_a_translation_within_pad():
     assert any(moved)
 
 
+def test_random_shift_reports_the_translation_it_applied():
+    img = torch.zeros(6, 3, 32, 32)
+    img[:, :, 10, 20] = 1.0  # y = 10, x = 20
+    out, shift = random_shift(img, pad=3, generator=torch.Generator().manual_seed(2), return_shift=True)
+    for i in range(6):
+        ys, xs = torch.nonzero(out[i, 0], as_tuple=True)
+        assert (int(xs[0]), int(ys[0])) == (20 + int(shift[i, 0]), 10 + int(shift[i, 1]))
+
+
 def test_color_jitter_changes_colour_but_stays_in_range():
     img = torch.rand(16, 3, 8, 8)
     out = color_jitter(img, 0.4, torch.Generator().manual_seed(0))

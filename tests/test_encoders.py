@@ -6,7 +6,17 @@ import pytest
 import torch
 
 import envs  # noqa: F401
-from policies.encoders import ENCODERS, Encoder, EncoderSpec, GraspExtractor, load_encoder, save_encoder
+from envs.camera import Camera
+from policies.encoders import (
+    ENCODERS,
+    PRIOR_PLANE_Z,
+    STRIDE,
+    Encoder,
+    EncoderSpec,
+    GraspExtractor,
+    load_encoder,
+    save_encoder,
+)
 
 
 @pytest.mark.parametrize("arch", ENCODERS)
@@ -22,6 +32,36 @@ def test_spec_validation_names_the_field():
         EncoderSpec(arch="vit")
     with pytest.raises(ValueError, match="image_size"):
         EncoderSpec(image_size=60)
+
+
+def test_grasp_point_prior_peaks_under_the_gripper_and_only_moves_the_grasp_map():
+    cam = Camera()
+    enc = Encoder(EncoderSpec(camera=cam.to_dict())).eval()
+    torch.nn.init.zeros_(enc.keypoint_maps.weight)
+    torch.nn.init.zeros_(enc.keypoint_maps.bias)  # detector silent: only the prior shapes the map
+    image = torch.rand(2, 3, 64, 64)
+    grippers = np.array([[0.50, 0.06, 0.20, 0.0, 0.04], [0.62, -0.05, 0.12, 0.3, 0.08]], np.float32)
+    with torch.no_grad():
+        _, logits = enc.encode(image, torch.as_tensor(grippers))
+        _, plain = enc.encode(image)
+    n = 64 // STRIDE
+    for k, g in enumerate(grippers):
+        row, col = divmod(int(logits[k, 0].flatten().argmax()), n)
+        u, v = cam.with_image_size(64, 64).project(np.array([[g[0], g[1], PRIOR_PLANE_Z]]))[0]
+        # The peak is the cell whose tray point is nearest the gripper: its centre is within a cell
+        # of where the camera sees the gripper's tray point (perspective skews cells on the plane).
+        assert abs((col + 0.5) * STRIDE - u) <= STRIDE and abs((row + 0.5) * STRIDE - v) <= STRIDE
+    assert torch.equal(logits[:, 1:], plain[:, 1:])  # the other maps ignore proprio
+    assert not torch.equal(logits[:, :1], plain[:, :1])
+    # Without a camera in the spec there is no prior: proprio changes nothing.
+    bare = Encoder(EncoderSpec()).eval()
+    with torch.no_grad():
+        assert torch.equal(bare(image, torch.as_tensor(grippers)), bare(image))
+
+
+def test_spec_rejects_a_camera_it_cannot_read():
+    with pytest.raises(ValueError, match="encoder camera"):
+        EncoderSpec(camera={"position": [0, 0, 1]})
 
 
 def test_save_load_round_trip_gives_identical_features(tmp_path):

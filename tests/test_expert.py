@@ -6,6 +6,7 @@ import pytest
 
 import envs  # noqa: F401
 from envs.expert import ScriptedExpert, run_episode
+from envs.robot import MAX_OPENING
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +87,22 @@ def test_a_gripper_closed_on_nothing_is_told_to_open(env):
         u.sim.step(u.config.substeps)
     label = expert.act()
     assert label[4] == 1.0 and expert.phase == "approach"
+
+
+def test_height_label_changes_smoothly_with_the_offset(env):
+    """The descent funnel: hovering 4 cm above the grasp height, the z label rises steadily with the
+    horizontal offset (no jump from "down" to "up" that a regressing student would average away)."""
+    env.reset(seed=13)
+    expert = ScriptedExpert(env)
+    expert.act()  # plan
+    point, yaw = expert._target()
+    u = env.unwrapped
+    labels = []
+    for off in np.linspace(0.0, 0.06, 13):
+        for _ in range(6):
+            u.robot.hold(np.array([point[0] + off, point[1], point[2] + 0.04]), yaw, MAX_OPENING)
+            u.sim.step(u.config.substeps)
+        labels.append(expert._control())
+    z = np.array([a[2] for a in labels])
+    assert z[0] < -0.3 and z[-1] > 0.3  # down when on target, up when far off at this height
+    assert np.all(np.diff(z) > -0.1) and np.max(np.diff(z)) < 0.6, z

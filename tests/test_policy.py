@@ -1,10 +1,17 @@
 """GraspPolicy and its training: BC overfits a tiny dataset; save -> load gives identical actions."""
 
+import math
+
+import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
-from policies.imitation import Buffer, FitConfig, fit
-from policies.policy import GraspPolicy
+from envs.camera import Camera
+from envs.expert import ScriptedExpert
+from policies.encoders import KEYPOINTS
+from policies.imitation import Buffer, FitConfig, fit, keypoint_loss, keypoint_pixels
+from policies.policy import GraspPolicy, grasp_targets, servo_action
 from sim2real.data.episodes import Episode
 
 
@@ -23,7 +30,7 @@ def tiny_buffer(n=16, seed=0):
 def test_bc_overfits_a_tiny_dataset():
     torch.manual_seed(0)
     buf, actions = tiny_buffer()
-    policy = GraspPolicy()
+    policy = GraspPolicy(control="direct")
     cfg = FitConfig(steps=300, batch=16, lr=3e-3, encoder_lr=3e-3, shift=0, jitter=0.0, weights={"action": 1.0})
     history = fit(policy, buf, cfg, seed=0)
     assert history[-1]["action"] < 0.25 * history[0]["action"]
@@ -51,3 +58,91 @@ def test_losses_skip_rows_without_labels():
     policy = GraspPolicy()
     hist = fit(policy, buf, FitConfig(steps=2, batch=8, weights={"action": 1.0, "object": 1.0}), seed=0)
     assert np.isfinite(hist[-1]["total"]) and hist[-1]["action"] == 0.0
+
+
+def test_keypoint_pixels_project_grasp_point_and_gripper():
+    cam = Camera()
+    grasp = np.array([[0.55, 0.0, 0.02, 0.0], [np.nan] * 4], np.float32)
+    proprio = np.array([[0.55, 0.0, 0.25, 0.0, 0.08], [0.5, 0.1, 0.2, 0.0, 0.08]], np.float32)
+    kp = keypoint_pixels(cam.to_dict(), 64, grasp, proprio)
+    assert kp.shape == (2, len(KEYPOINTS), 2)
+    small = cam.with_image_size(64, 64)
+    np.testing.assert_allclose(kp[0, 0], small.project(grasp[:1, :3].astype(float))[0], atol=1e-4)
+    np.testing.assert_allclose(kp[1, 1], small.project(proprio[1:, :3].astype(float))[0], atol=1e-4)
+    assert np.isnan(kp[1, 0]).all()  # no grasp label -> no target
+    assert np.isnan(keypoint_pixels(None, 64, grasp, proprio)).all()
+
+
+def test_keypoint_loss_is_low_only_where_the_map_peaks_at_the_target():
+    policy = GraspPolicy()
+    n, h = 3, 16
+    pixels = torch.tensor([[[8.5, 20.5], [40.5, 8.5]]] * n)  # centres of cells (2, 5) and (10, 2)
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(h), indexing="ij")
+
+    def peaked(cells):  # log of a unit Gaussian around each cell: the loss's own optimum
+        logits = torch.zeros((n, policy.encoder.keypoint_maps.out_channels, h, h))
+        for k, (cx, cy) in enumerate(cells):
+            logits[:, k] = -((xs - cx) ** 2 + (ys - cy) ** 2) / 2.0
+        return logits
+    right = keypoint_loss(policy, peaked([(2, 5), (10, 2)]), pixels)
+    wrong = keypoint_loss(policy, peaked([(12, 12), (1, 14)]), pixels)
+    assert right < 3.0 < 20.0 < wrong  # right = entropy of the target, log(2 pi e) ~ 2.84
+    # targets outside the image or unknown are ignored, not counted as errors
+    off = torch.tensor([[[-40.0, 20.0], [np.nan, np.nan]]] * n)
+    assert keypoint_loss(policy, peaked([(12, 12), (1, 14)]), off) == 0.0
+
+
+def test_keypoint_supervision_moves_the_named_maps_to_the_labels():
+    """A bright square at a random place: 150 steps of the keypoint loss alone make keypoint 0 find it."""
+    rng = np.random.default_rng(0)
+    n = 64
+    images = np.zeros((n, 64, 64, 3), np.uint8)
+    where = rng.integers(8, 56, (n, 2))
+    for i, (x, y) in enumerate(where):
+        images[i, y - 2:y + 2, x - 2:x + 2] = 255
+    buf = Buffer()
+    buf.add_episode(Episode(images=images, proprio=np.zeros((n, 5), np.float32)))
+    buf.arrays["keypoints"][:, 0] = where.astype(np.float32)  # centre of the square, continuous px
+    torch.manual_seed(0)
+    policy = GraspPolicy()
+    fit(policy, buf, FitConfig(steps=150, batch=32, lr=3e-3, encoder_lr=3e-3, jitter=0.0,
+                              weights={"keypoints": 1.0}), seed=0)
+    with torch.no_grad():
+        feats = policy.encoder(torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255)
+    # the named keypoint's coordinates are the last 2K features: x of keypoint 0 at -2K, y at -K
+    k = policy.spec.keypoints
+    px = (feats[:, -2 * k] + 1) / 2 * 15 * 4 + 0.5
+    py = (feats[:, -k] + 1) / 2 * 15 * 4 + 0.5
+    err = np.hypot(px.numpy() - where[:, 0], py.numpy() - where[:, 1])
+    assert np.median(err) < 4.0, np.median(err)
+
+
+def test_servo_law_on_the_true_grasp_reproduces_the_expert():
+    """The servo policy's control law fed the privileged grasp must act like the expert itself
+    while approaching and descending (where neither relies on finger contacts)."""
+    env = gym.make("PandaGraspState-v0", randomization="full", objects="heldout")
+    expert = ScriptedExpert(env)
+    compared = 0
+    for seed in range(3):
+        obs, _ = env.reset(seed=seed)
+        expert.reset()
+        for _ in range(30):
+            label = expert.act()
+            labels = expert.target_labels()  # None once its object left the scene
+            proprio = obs["proprio"]
+            grasp = labels[1] if labels is not None else np.full(4, np.inf, np.float32)
+            if expert.phase in ("approach", "descend") and abs(grasp[3] - proprio[3]) < math.pi / 2 - 0.05:
+                t = torch.as_tensor
+                action = servo_action(grasp_targets(t(grasp[None]), t(proprio[None])), t(proprio[None]))[0]
+                np.testing.assert_allclose(action.numpy(), label, atol=1e-4)
+                compared += 1
+            obs, _, term, trunc, _ = env.step(label)
+            if term or trunc:
+                break
+    env.close()
+    assert compared >= 20
+
+
+def test_policy_rejects_an_unknown_control():
+    with pytest.raises(ValueError, match="control"):
+        GraspPolicy(control="teleport")

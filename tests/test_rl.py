@@ -20,7 +20,7 @@ def env():
 
 def test_sac_warm_start_reproduces_the_bc_policy(env):
     torch.manual_seed(0)
-    policy = GraspPolicy().eval()
+    policy = GraspPolicy(control="direct").eval()
     model = make_model("sac", env, encoder=policy.encoder, seed=0, buffer_size=100)
     load_bc_into_sb3(policy, model)
     model.policy.set_training_mode(False)
@@ -32,11 +32,11 @@ def test_sac_warm_start_reproduces_the_bc_policy(env):
 
 
 def test_ppo_round_trip_copies_weights_back(env):
-    policy = GraspPolicy().eval()
+    policy = GraspPolicy(control="direct").eval()
     model = make_model("ppo", env, encoder=policy.encoder, seed=0, n_steps=8, batch_size=8)
     load_bc_into_sb3(policy, model)
     model.learn(total_timesteps=8)  # changes the SB3 weights
-    other = GraspPolicy().eval()
+    other = GraspPolicy(control="direct").eval()
     sb3_into_policy(model, other)
     obs, _ = env.reset(seed=2)
     model.policy.set_training_mode(False)

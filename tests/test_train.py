@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from policies import train as train_mod
-from policies.train import TrainConfig, Trainer, start_run
+from policies.train import TrainConfig, Trainer, apply_overrides, reuse_collected, start_run
+from sim2real.runs import RunError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,6 +124,31 @@ def test_config_round_trip_and_validation():
         TrainConfig(dagger_rounds=3, dagger_beta=(0.5,))
     with pytest.raises(ValueError, match="unknown fields"):
         TrainConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+def test_set_overrides_reach_nested_settings_and_name_bad_keys():
+    cfg = apply_overrides(TrainConfig.preset_config("smoke"), ["bc.steps=7", "encoder.width=24", "control=direct",
+                                                                "dagger_beta=[0.2]"])
+    assert (cfg.bc.steps, cfg.encoder.width, cfg.control, cfg.dagger_beta) == (7, 24, "direct", (0.2,))
+    assert cfg.pretrain.steps == TrainConfig.preset_config("smoke").pretrain.steps  # the rest untouched
+    for bad, message in (("bc.stepz=3", "bc.stepz: unknown setting"), ("control=teleport", "control"),
+                         ("seed.x=1", "not a group"), ("novalue", "KEY=VALUE")):
+        with pytest.raises(ValueError, match=message):
+            apply_overrides(cfg, [bad])
+
+
+def test_data_from_copies_matching_collections_only(smoke_run, tmp_path):
+    src, _ = smoke_run
+    cfg = apply_overrides(TrainConfig.preset_config("smoke"), ["control=direct"])  # learning differs: fine
+    _, run_dir = start_run(cfg, tmp_path / "ablation")
+    assert reuse_collected(run_dir, cfg, src) == ["expert", "views"]
+    steps = Path("data") / "expert" / "steps.csv"
+    assert (run_dir / steps).read_bytes() == (src / steps).read_bytes()
+    other = TrainConfig.preset_config("smoke", seed=5)
+    _, run2 = start_run(other, tmp_path / "other")
+    with pytest.raises(RunError, match="seed=0"):
+        reuse_collected(run2, other, src)
+    assert not (run2 / "data" / "expert").exists()
 
 
 def test_ppo_stage_warm_starts_from_dagger_and_lands_in_policy_pt(tmp_path):
