@@ -1,7 +1,7 @@
 """Learn to grasp in simulation from pixels: expert demonstrations, encoder pretraining, behaviour
 cloning, DAgger (and optionally SB3 PPO/SAC), then evaluation on held-out objects.
 
-    python scripts/train_sim.py                       # default preset, ~15 min on a 2-core CPU
+    python scripts/train_sim.py                       # default preset, ~11 min on a 2-core CPU
     python scripts/train_sim.py --preset smoke        # whole pipeline in about a minute
     python scripts/train_sim.py --camera my_cam.yaml  # train with your calibrated camera
     python scripts/train_sim.py --out runs/x --resume # continue an interrupted run
