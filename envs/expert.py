@@ -33,6 +33,10 @@ KEEP_YAW_MARGIN = 0.02  # m of opening to spare for a grasp at the gripper's cur
 # it is horizontally (m per m beyond XY_TOL) and in yaw (m per rad beyond YAW_TOL), capped at HOVER.
 XY_TOL, FUNNEL_SLOPE = 0.006, 2.5
 YAW_TOL, YAW_SLOPE = 0.1, 0.15
+# Finger openings (m): below SHUT the fingers closed on nothing; between SHUT and HELD they were
+# stopped by something. CLOSE_DZ: m above the grasp height at which to close.
+SHUT, HELD = 0.004, MAX_OPENING - 0.01
+CLOSE_DZ = 0.008
 GAIN = 0.7  # fraction of the remaining error commanded per step (keeps the last steps from overshooting)
 
 
@@ -49,6 +53,13 @@ class Grasp:
 def _object_yaw(quat: np.ndarray) -> float:
     m = np.asarray(pybullet.getMatrixFromQuaternion(quat)).reshape(3, 3)
     return math.atan2(m[1, 0], m[0, 0])
+
+
+def _width_across(rotation: np.ndarray, extents: np.ndarray, theta: float) -> float:
+    """Horizontal width (m) of an object's bounding box (extents in its frame, rotation 3x3 to the
+    base frame) measured along the base-frame direction at angle theta: the finger closing axis."""
+    d = np.array([math.cos(theta), math.sin(theta), 0.0])
+    return float(np.sum(np.abs(rotation.T @ d) * extents))
 
 
 def _wrap_half_pi(angle: float) -> float:
@@ -90,20 +101,13 @@ class ScriptedExpert:
                 continue
             m = np.asarray(pybullet.getMatrixFromQuaternion(quat)).reshape(3, 3)
             obj_yaw = _object_yaw(quat)
-            # Horizontal width of the bounding box seen across each direction (finger closing axis).
-            options = []
-            for k in range(12):
-                theta = k * math.pi / 12  # closing direction angle in the base frame
-                d = np.array([math.cos(theta), math.sin(theta), 0.0])
-                width = float(np.sum(np.abs(m.T @ d) * ext))
-                options.append((width, theta))
-            options.sort()
+            # Closing directions (angle in the base frame), narrowest first.
+            options = sorted((_width_across(m, ext, k * math.pi / 12), k * math.pi / 12) for k in range(12))
             # Keeping the gripper's current yaw comes first when the object fits across it: a
             # rotation the student would have to read off a few pixels is the hardest thing to
             # imitate, and most objects fit the 8 cm opening at many angles (rehearsal checks).
             theta_now = ee_yaw - math.pi / 2
-            d_now = np.array([math.cos(theta_now), math.sin(theta_now), 0.0])
-            width_now = float(np.sum(np.abs(m.T @ d_now) * ext))
+            width_now = _width_across(m, ext, theta_now)
             if width_now <= MAX_OPENING - KEEP_YAW_MARGIN:
                 options.insert(0, (width_now, theta_now))
             height = high[2] - low[2]
@@ -234,10 +238,10 @@ class ScriptedExpert:
         touching = [env.sim.in_contact("robot", self.grasp.object, link) for link in env.robot.finger_links()]
         yaw_err = abs(grasp_yaw - ee_yaw)  # as dyaw below: the rotation still to do
         gripper = 1.0
-        if all(touching) or (any(touching) and dz > 0.015 and opening < MAX_OPENING - 0.01):
+        if all(touching) or (any(touching) and dz > 0.015 and opening < HELD):
             phase = "lift"
             target, gripper = np.array([ee[0], ee[1], LIFT_Z]), -1.0
-        elif off_xy <= DRIFT and dz < 0.008 and opening > 0.004:
+        elif off_xy <= DRIFT and dz < CLOSE_DZ and opening > SHUT:
             # At the grasp point: close (unless the fingers already closed on nothing: a miss).
             phase = "close"
             target, gripper = grasp_point, -1.0

@@ -156,14 +156,14 @@ class GraspPointPrior(nn.Module):
             s = (PRIOR_PLANE_Z - origin[2]) / rays[..., 2]
         xy = origin[:2] + s[..., None] * rays[..., :2]
         xy[~(s > 0)] = 10.0
+        self.side = n
         self.register_buffer("cell_xy", torch.tensor(xy.reshape(-1, 2), dtype=torch.float32))
         self.log_alpha = nn.Parameter(torch.tensor(float(np.log(300.0))))
 
     def forward(self, proprio: torch.Tensor) -> torch.Tensor:
         """Raw proprio (N, 5) -> additive logits (N, 1, n, n)."""
         d2 = ((self.cell_xy[None] - proprio[:, None, :2]) ** 2).sum(dim=-1)
-        n = int(round(self.cell_xy.shape[0] ** 0.5))
-        return (-self.log_alpha.exp() * d2).reshape(-1, 1, n, n)
+        return (-self.log_alpha.exp() * d2).reshape(-1, 1, self.side, self.side)
 
 
 PRIOR_PLANE_Z = 0.03  # m: about where grasp points are (tray floor at 0.01 m plus half a small object)

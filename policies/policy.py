@@ -27,7 +27,6 @@ from torch import nn
 
 from envs import expert as law
 from envs.config import EnvConfig
-from envs.robot import MAX_OPENING
 from envs.scene import TRAY_FLOOR_Z
 from policies.encoders import Encoder, EncoderSpec, Fusion, images_to_tensor
 
@@ -41,7 +40,7 @@ GRASP_SCALE, GRASP_CLIP = 0.05, 6.0
 CONTROLS = ("servo", "direct")
 _ENV = EnvConfig()
 MAX_TRANSLATION, MAX_ROTATION = _ENV.max_translation, _ENV.max_rotation  # action scale, m and rad per step
-HOLDING = (0.004, MAX_OPENING - 0.01)  # m: fingers stopped by something (not open, not shut on nothing)
+HOLDING = (law.SHUT, law.HELD)  # m: fingers stopped by something (not open, not shut on nothing)
 
 
 def mlp(inp: int, hidden: int, out: int) -> nn.Sequential:
@@ -164,7 +163,7 @@ def servo_action(grasp: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
     off_xy = torch.linalg.vector_norm(offset[:, :2], dim=1)
     dz = -offset[:, 2]
     holding = (opening > HOLDING[0]) & (opening < HOLDING[1])
-    close = ~holding & (off_xy <= law.DRIFT) & (dz < 0.008) & (opening > HOLDING[0])
+    close = ~holding & (off_xy <= law.DRIFT) & (dz < law.CLOSE_DZ) & (opening > HOLDING[0])
     allowed = torch.clamp(law.FUNNEL_SLOPE * torch.relu(off_xy - law.XY_TOL)
                           + law.YAW_SLOPE * torch.relu(dyaw.abs() - law.YAW_TOL), max=law.HOVER)
     funnel = offset + torch.stack([torch.zeros_like(allowed), torch.zeros_like(allowed), allowed], dim=1)
