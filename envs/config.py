@@ -248,6 +248,8 @@ class EnvConfig:
     max_translation: end-effector displacement for action +-1 per step along x, y, z, metres.
     max_rotation: yaw change for action +-1 per step, radians.
     objects: "train" or "heldout" (the fixed split in ``envs.objects``).
+    domain: "sim" (the randomized simulator) or "proxy_real" (``envs.proxy_real``: a target domain
+        the randomization never samples, rendered with EGL, for transfer experiments without a robot).
     num_objects: (min, max) objects in the tray per episode.
     world_refresh: episodes between full world rebuilds, when a new pool of objects is loaded.
     """
@@ -266,6 +268,7 @@ class EnvConfig:
     reward: str = "sparse"
     renderer: str = "tiny"
     observation: str = "pixels"
+    domain: str = "sim"
     randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
 
     def __post_init__(self) -> None:
@@ -292,7 +295,7 @@ class EnvConfig:
             raise ValueError(f"num_objects: need 1 <= min <= max <= object_pool={self.object_pool}, "
                              f"got {self.num_objects!r}")
         for name, allowed in (("reward", ("sparse", "dense")), ("renderer", ("tiny", "egl")),
-                              ("observation", ("pixels", "state"))):
+                              ("observation", ("pixels", "state")), ("domain", ("sim", "proxy_real"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}: must be one of {allowed}, got {getattr(self, name)!r}")
         self.randomization.validate()

@@ -31,6 +31,7 @@ from gymnasium import spaces
 from envs import objects as catalogue
 from envs.camera import Camera
 from envs.config import EnvConfig, RandomizationConfig
+from envs.proxy_real import ProxyRealDomain
 from envs.randomization import EpisodeParams, Randomizer
 from envs.robot import FINGER_JOINTS, MAX_OPENING, Panda
 from envs.scene import TRAY_CENTER, TRAY_FLOOR_Z, Scene
@@ -79,8 +80,10 @@ class GraspEnv(gym.Env):
         self.robot_visual = robot_visual
         self.metadata = {**self.metadata, "render_fps": self.config.control_hz}
 
-        self.sim = Sim(timestep=1.0 / self.config.sim_hz, renderer=self.config.renderer)
-        if self.sim.renderer == "egl":
+        self.proxy = ProxyRealDomain() if self.config.domain == "proxy_real" else None
+        renderer = "egl" if self.proxy is not None else self.config.renderer
+        self.sim = Sim(timestep=1.0 / self.config.sim_hz, renderer=renderer)
+        if self.sim.renderer == "egl" and self.proxy is None:
             v = self.config.randomization.visual
             ignored = [n for n in ("ambient", "diffuse", "specular", "light_color_jitter")
                        if getattr(v, n).enabled]
@@ -124,6 +127,8 @@ class GraspEnv(gym.Env):
         self.scene.build([int(i) for i in pool], self.np_random,
                          self.config.randomization.physics.object_scale)
         self.randomizer.load_textures(self.scene)
+        if self.proxy is not None:
+            self.proxy.load_textures(self.scene)
         self.robot = Panda(self.sim, WORKSPACE, visual=self.robot_visual)
         self._world_built = True
         self._episodes_in_world = 0
@@ -145,6 +150,9 @@ class GraspEnv(gym.Env):
         self.robot.reset(start, start_yaw)
 
         self.params = self.randomizer.sample(self.scene, names, rng)
+        if self.proxy is not None:
+            self.proxy.restyle(self.params, self.scene, names, self.base_camera,
+                               np.random.default_rng(rng.integers(2**63)))
         self.randomizer.apply_dynamics(self.scene, self.params)
         self.scene.place_objects(names, [self.params.object_dynamics[n]["mass"] for n in names], rng)
         self.scene.place_distractors(self.params.distractors, rng)

@@ -2,8 +2,10 @@
 randomization preset, on held-out objects and on training objects, with 95% intervals.
 
     python scripts/evaluate.py runs/default-dagger-seed0 --episodes 200
+    python scripts/evaluate.py runs/adapted --domain proxy_real     # in the proxy-real target domain
 
-Writes ``<run>/eval-<episodes>ep-seed<seed>.json`` (``metrics.json`` is left as training wrote it).
+Works on sim runs and on adapted runs (``scripts/adapt_real.py``) alike.
+Writes ``<run>/eval-<episodes>ep-seed<seed>[-<domain>].json`` (``metrics.json`` is left as training wrote it).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=200, help="episodes on held-out objects (default 200)")
     p.add_argument("--train-episodes", type=int, help="episodes on training objects (default: --episodes)")
     p.add_argument("--seed", type=int, default=1000, help="evaluation seed (default 1000, what training used)")
+    p.add_argument("--domain", choices=("sim", "proxy_real"), default="sim",
+                   help="sim (default) or proxy_real: the proxy-real target domain (envs/proxy_real.py)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     args = p.parse_args(argv)
     if args.episodes < 1:
@@ -35,11 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     from sim2real.runs import RunError, atomic_write_json
 
     try:
-        metrics = evaluate_run(args.run, args.episodes, args.train_episodes, args.workers, args.seed)
+        metrics = evaluate_run(args.run, args.episodes, args.train_episodes, args.workers, args.seed,
+                               domain=args.domain)
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = args.run / f"eval-{args.episodes}ep-seed{args.seed}.json"
+    suffix = "" if args.domain == "sim" else f"-{args.domain}"
+    out = args.run / f"eval-{args.episodes}ep-seed{args.seed}{suffix}.json"
     atomic_write_json(out, metrics)
     for name, m in metrics["eval"].items():
         print(f"{name}: {m['success_rate']:.1%} over {m['episodes']} episodes "

@@ -1,6 +1,8 @@
-"""Write a grid PNG of randomized observations, one row per randomization preset.
+"""Write a grid PNG of randomized observations, one row per randomization preset (or, with
+``--domains``, the simulator above the proxy-real target domain on the same seeds).
 
     python scripts/render_grid.py --out envs/assets/randomization_grid.png
+    python scripts/render_grid.py --domains --out envs/assets/proxy_real_grid.png
 
 Each tile is a policy observation (64x64 by default, after sensor corruption), scaled up with
 nearest-neighbour so the pixels the policy really sees stay visible.
@@ -30,22 +32,29 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=128, help="tile size in the PNG, pixels")
     parser.add_argument("--presets", nargs="+", default=["none", "light", "full", "full"],
                         help="one row per preset")
+    parser.add_argument("--domains", action="store_true",
+                        help="two rows: the simulator (full randomization) and the proxy-real domain, same seeds")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.out.suffix.lower() != ".png":
         parser.error(f"--out must end in .png, got {args.out}")
 
     rows = []
-    for r, preset in enumerate(args.presets):
-        env = gym.make("PandaGrasp-v0", image_size=args.image_size, randomization=preset)
-        env.reset(seed=args.seed + 1000 * r)
+    if args.domains:
+        plan = [("sim", "full", "sim"), ("proxy_real", "full", "proxy-real")]
+    else:
+        plan = [("sim", preset, preset) for preset in args.presets]
+    for r, (domain, preset, label) in enumerate(plan):
+        env = gym.make("PandaGrasp-v0", image_size=args.image_size, randomization=preset, domain=domain)
         tiles = []
         for c in range(args.columns):
-            obs, _ = env.reset() if c else env.reset(seed=args.seed + 1000 * r)
+            # Same seeds in every row for --domains (the same worlds, seen two ways).
+            seed = args.seed + c if args.domains else args.seed + 1000 * r + c
+            obs, _ = env.reset(seed=seed)
             for _ in range(3):  # a few steps so the gripper moves and delayed frames catch up
                 obs, *_ = env.step(env.action_space.sample())
             tile = cv2.resize(obs["image"], (args.tile, args.tile), interpolation=cv2.INTER_NEAREST)
-            cv2.putText(tile, preset, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
+            cv2.putText(tile, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
             tiles.append(tile)
         env.close()
         rows.append(np.concatenate(tiles, axis=1))

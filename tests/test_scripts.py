@@ -23,6 +23,16 @@ def test_render_grid_writes_a_png(tmp_path):
     assert image.shape == (128, 128, 3)
 
 
+def test_render_grid_shows_sim_and_proxy_real_rows(tmp_path):
+    out = tmp_path / "domains.png"
+    proc = run("scripts/render_grid.py", "--out", str(out), "--columns", "2", "--tile", "64", "--domains")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    grid = cv2.imread(str(out)).astype(int)
+    assert grid.shape == (128, 128, 3)
+    # The two rows show different domains: clearly different pixels.
+    assert abs(grid[:64] - grid[64:]).mean() > 10
+
+
 def test_render_grid_rejects_a_non_png_path(tmp_path):
     proc = run("scripts/render_grid.py", "--out", str(tmp_path / "grid.jpg"))
     assert proc.returncode == 2 and "grid.jpg" in proc.stderr

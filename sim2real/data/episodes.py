@@ -277,8 +277,8 @@ def read_dataset(root: str | Path, image_size: int | None = None, load_alt: bool
     for k, (line, r) in enumerate(keep):
         for name, cols in GROUPS.items():
             for j, c in enumerate(cols):
-                out[name][k, j] = _parse_float(r.get(c), steps_path, line, c)
-        success[k] = _parse_float(r.get("success"), steps_path, line, "success")
+                out[name][k, j] = parse_cell(r.get(c), steps_path, line, c)
+        success[k] = parse_cell(r.get("success"), steps_path, line, "success")
         if not (np.isnan(success[k]) or success[k] in (0.0, 1.0)):
             raise DatasetError(f"{steps_path}: row {line}: success must be 0 or 1, got {r.get('success')!r}")
     for name in ("action", "expert_action"):
@@ -295,13 +295,67 @@ def read_dataset(root: str | Path, image_size: int | None = None, load_alt: bool
         has_alt=np.array(has_alt), episodes=episodes, **out)
 
 
+def dataset_from_arrays(root: str | Path, meta: dict, images: np.ndarray, episode: np.ndarray | None = None,
+                        step: np.ndarray | None = None, success: np.ndarray | None = None,
+                        episodes: list[dict] | None = None, **groups: np.ndarray | None) -> Dataset:
+    """Build a validated ``Dataset`` from arrays (what the LeRobot and ROS bag readers produce).
+
+    Args:
+        images: uint8 (N, H, W, 3) RGB. episode, step: int (N,); default one episode numbered 0..N-1.
+        success: (N,) 0/1 or NaN. groups: any of ``GROUPS`` ("proprio", "action", ...) as (N, k) float;
+            missing groups are all NaN (unknown).
+    Raises:
+        DatasetError naming ``root`` and the first bad row (0-based sample index) for non-finite values
+        (NaN means unknown and is allowed), actions outside [-1, 1] or success not in {0, 1}.
+    """
+    root = Path(root)
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise DatasetError(f"{root}: images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+    n = len(images)
+    if n == 0:
+        raise DatasetError(f"{root}: no usable samples")
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        raise ValueError(f"unknown column groups {sorted(unknown)}; expected some of {sorted(GROUPS)}")
+    out = {}
+    for name, cols in GROUPS.items():
+        arr = groups.get(name)
+        if arr is None:
+            out[name] = np.full((n, len(cols)), np.nan, np.float32)
+            continue
+        arr = np.asarray(arr, np.float32)
+        if arr.shape != (n, len(cols)):
+            raise DatasetError(f"{root}: {name} must have shape ({n}, {len(cols)}) ({', '.join(cols)}), "
+                               f"got {arr.shape}")
+        bad = np.isinf(arr).any(axis=1)
+        if name in ("action", "expert_action"):
+            bad |= np.nanmax(np.abs(arr), axis=1, initial=0) > 1.0 + 1e-6
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DatasetError(f"{root}: sample {i}: {name} {arr[i].tolist()} is not finite or out of range")
+        out[name] = arr
+    success = np.full(n, np.nan, np.float32) if success is None else np.asarray(success, np.float32)
+    ok = np.isnan(success) | (success == 0) | (success == 1)
+    if not ok.all():
+        i = int(np.argmin(ok))
+        raise DatasetError(f"{root}: sample {i}: success must be 0 or 1, got {success[i]}")
+    episode = np.zeros(n, np.int64) if episode is None else np.asarray(episode, np.int64)
+    step = np.arange(n, dtype=np.int64) if step is None else np.asarray(step, np.int64)
+    return Dataset(root=root, meta={"skipped": [], **meta}, images=images, episode=episode, step=step,
+                   success=success, images_alt=np.zeros_like(images[:1]).repeat(n, 0),
+                   has_alt=np.zeros(n, bool), episodes=episodes or [], **out)
+
+
 # ----------------------------------------------------------------------------- helpers
 def _read_csv(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
 
 
-def _parse_float(value: str | None, path: Path, line: int, column: str) -> float:
+def parse_cell(value: str | None, path: Path, line: int, column: str) -> float:
+    """A CSV cell as a float: empty = NaN (unknown); non-numeric or non-finite raises DatasetError
+    naming the file, row and column."""
     if value is None or value == "":
         return math.nan
     try:

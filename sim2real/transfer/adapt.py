@@ -1,0 +1,384 @@
+"""Adapt a sim-trained ``GraspPolicy`` to real camera data and measure what each strategy gives.
+
+What the real data teaches. A row is *labelled* when it has proprio, an executed grasp pose
+(``grasp_*``) and did not end in a failed grasp: the grasp head (what the servo policy acts on) then
+learns the offset from the hand to where the hand really grasped, exactly the quantity it was trained
+on in simulation (``policies.policy.grasp_targets``). Rows with an action label (``e_*``:
+teleoperation) also train the action head; rows with a known outcome train the outcome head. Every
+image, labelled or not, counts for the unsupervised parts (AdaBN statistics, DANN, CORAL).
+
+Protocol. Labelled episodes are split (by episode, so no scene is on both sides) into a training and a
+held-out validation split. Every strategy (``sim2real.transfer.strategies``) trains the same number of
+steps on the same rows; validation reports the grasp-head error on the held-out split. The data-
+efficiency curve re-runs the chosen strategy and from-scratch on the first 10, 25, ... training rows
+(whole episodes in a fixed random order). Forgetting is the grasp-head error on simulated rows before
+and after adaptation.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from policies.encoders import images_to_tensor
+from policies.imitation import FitConfig, keypoint_pixels, losses, make_batch
+from policies.policy import GRASP_SCALE, GraspPolicy, grasp_targets
+from sim2real.data.episodes import Dataset, DatasetError
+from sim2real.transfer.strategies import (
+    STRATEGIES,
+    DomainDiscriminator,
+    Strategy,
+    adabn,
+    coral_loss,
+    l2sp_penalty,
+    set_trainable,
+)
+
+ARRAY_FIELDS = ("images", "proprio", "expert_action", "object", "grasp", "success", "has_alt", "keypoints")
+
+
+@dataclass
+class AdaptConfig:
+    """Settings of one adaptation run (saved in the adapted run's config.json).
+
+    strategy: a name in ``STRATEGIES`` or "auto" (the lowest validation grasp loss among all);
+    compare: strategies trained for the comparison (all by default); steps, batch, lr: per strategy
+    (lr for the heads; the encoder's is lr x the strategy's scale); val_fraction: labelled episodes
+    held out; max_samples: labelled rows used at most (train + validation), None = all; budgets:
+    training-row counts of the data-efficiency curve (those below the available rows are run, plus
+    "all"); weights: loss weights (``policies.imitation``); uda_weight: DANN / CORAL loss weight;
+    sim_replay: weight of the sim grasp loss on simulated rows trained alongside the real ones (rehearsal
+    against forgetting and overfitting a few real rows; 0 = off; never for scratch, which is real-only);
+    gripper_rows: also train on rows without a grasp label (outside the held-out episodes) through the
+    gripper keypoint, which the proprio and the camera give for every row;
+    sim_rows: simulated rows loaded for DANN / CORAL and the forgetting measure; shift, jitter:
+    augmentation (pixels, strength).
+    """
+
+    strategy: str = "auto"
+    compare: tuple[str, ...] = tuple(STRATEGIES)
+    steps: int = 300
+    batch: int = 64
+    lr: float = 3e-4
+    val_fraction: float = 0.25
+    max_samples: int | None = None
+    budgets: tuple[int, ...] = (10, 25, 50, 100)
+    weights: dict[str, float] = field(default_factory=lambda: {
+        "grasp": 1.0, "action": 0.5, "outcome": 0.1, "keypoints": 0.25})
+    uda_weight: float = 0.3
+    sim_replay: float = 0.5
+    gripper_rows: bool = True
+    sim_rows: int = 1500
+    shift: int = 4
+    jitter: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.compare = tuple(self.compare)
+        self.budgets = tuple(int(b) for b in self.budgets)
+        for name in (*self.compare, *([] if self.strategy == "auto" else [self.strategy])):
+            if name not in STRATEGIES:
+                raise ValueError(f"strategy: unknown {name!r}; choose auto or one of {', '.join(STRATEGIES)}")
+        for name in ("steps", "batch", "sim_rows"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: must be a positive integer, got {getattr(self, name)!r}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction: must be in (0, 1), got {self.val_fraction}")
+        if self.max_samples is not None and self.max_samples < 2:
+            raise ValueError(f"max_samples: need at least 2 labelled rows, got {self.max_samples}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr: must be a positive number, got {self.lr}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class RealData:
+    """Real rows as arrays (``ARRAY_FIELDS``) plus the split: ``train`` / ``val`` index labelled rows,
+    ``unlabelled`` every row (images for the unsupervised parts)."""
+
+    arrays: dict[str, np.ndarray]
+    episode: np.ndarray
+    train: np.ndarray
+    val: np.ndarray
+    labelled: np.ndarray
+    gripper_only: np.ndarray | None = None  # rows outside val episodes with proprio but no grasp label
+
+    @property
+    def all_rows(self) -> np.ndarray:
+        return np.arange(len(self.episode))
+
+
+def to_arrays(ds: Dataset, image_size: int, camera: dict | None) -> dict[str, np.ndarray]:
+    """A ``Dataset`` as training arrays. A failed grasp's pose is not a place to grasp: its rows keep
+    the image but lose the grasp label."""
+    grasp = ds.grasp.copy()
+    grasp[ds.success == 0] = np.nan
+    images = ds.images
+    if images.shape[1:3] != (image_size, image_size):
+        import cv2
+
+        images = np.stack([cv2.resize(im, (image_size, image_size), interpolation=cv2.INTER_AREA) for im in images])
+    expert = ds.expert_action
+    return {"images": images, "proprio": ds.proprio, "expert_action": expert,
+            "object": np.full((len(ds), 4), np.nan, np.float32), "grasp": grasp, "success": ds.success,
+            "has_alt": np.zeros(len(ds), bool), "keypoints": keypoint_pixels(camera, image_size, grasp, ds.proprio)}
+
+
+def split_real(ds: Dataset, image_size: int, camera: dict | None, val_fraction: float, seed: int,
+               max_samples: int | None = None, unlabelled_ok: bool = False) -> RealData:
+    """Labelled rows split by episode into train / val (at least one episode each); ``max_samples``
+    keeps the labelled rows of whole episodes, in a seeded random order, up to that many rows.
+    ``unlabelled_ok``: a dataset without any label gives empty splits (unsupervised adaptation only)
+    instead of an error; labels in a single episode are still an error (no honest validation)."""
+    arrays = to_arrays(ds, image_size, camera)
+    labelled = np.isfinite(arrays["grasp"]).all(axis=1) & np.isfinite(arrays["proprio"]).all(axis=1)
+    episodes = np.unique(ds.episode[labelled])
+    where = str(ds.root)
+    if len(episodes) == 0 and unlabelled_ok:
+        empty = np.zeros(0, np.int64)
+        return RealData(arrays, ds.episode.copy(), empty, empty, labelled)
+    if len(episodes) < 2:
+        raise DatasetError(f"{where}: need labelled rows (proprio + grasp_* pose, not a failed grasp) in at least "
+                           f"2 episodes for a train/validation split, found {len(episodes)} episode(s) with "
+                           f"{int(labelled.sum())} labelled row(s)")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(episodes)
+    if max_samples is not None:
+        kept, total = [], 0
+        for e in order:
+            if total >= max_samples:
+                break
+            kept.append(e)
+            total += int((labelled & (ds.episode == e)).sum())
+        order = np.array(kept)
+        if len(order) < 2:
+            raise DatasetError(f"{where}: max_samples={max_samples} leaves fewer than 2 labelled episodes")
+    n_val = min(len(order) - 1, max(1, int(round(val_fraction * len(order)))))
+    val_eps, train_eps = order[:n_val], order[n_val:]
+    train = np.concatenate([np.flatnonzero(labelled & (ds.episode == e)) for e in train_eps])
+    val = np.concatenate([np.flatnonzero(labelled & (ds.episode == e)) for e in val_eps])
+    if max_samples is not None and len(train) + len(val) > max_samples:
+        train = train[: max(1, max_samples - len(val))]
+    # Rows without a grasp label still show the hand where proprio says it is: the gripper keypoint.
+    has_proprio = np.isfinite(arrays["proprio"]).all(axis=1)
+    gripper_only = np.flatnonzero(has_proprio & ~labelled & ~np.isin(ds.episode, val_eps))
+    return RealData(arrays, ds.episode.copy(), train, val, labelled, gripper_only)
+
+
+def sim_arrays(run_dir: str | Path, rows: int, image_size: int, camera: dict | None, seed: int) -> dict | None:
+    """Up to ``rows`` labelled simulated rows from the run's last collected dataset (DAgger rounds are
+    the student's own states, the best match to what the policy sees), or None if the run kept no data."""
+    from sim2real.data.episodes import read_dataset
+
+    data = Path(run_dir) / "data"
+    candidates = sorted(data.glob("dagger_*"), key=lambda p: int(p.name.split("_")[-1])) if data.is_dir() else []
+    candidates = candidates[::-1] + ([data / "expert"] if (data / "expert").is_dir() else [])
+    for path in candidates:
+        try:
+            ds = read_dataset(path, image_size=image_size, load_alt=False)
+        except DatasetError:
+            continue
+        idx = np.random.default_rng(seed).permutation(len(ds))[:rows]
+        arrays = to_arrays(ds, image_size, camera)
+        arrays = {k: v[np.sort(idx)] for k, v in arrays.items()}
+        keep = np.isfinite(arrays["grasp"]).all(axis=1)
+        return {k: v[keep] for k, v in arrays.items()}
+    return None
+
+
+# ------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def evaluate_offline(policy: GraspPolicy, arrays: dict[str, np.ndarray], idx: np.ndarray,
+                     batch: int = 256) -> dict[str, float]:
+    """Grasp-head quality on rows ``idx``: Huber loss (the training objective), median and mean
+    horizontal error of the hand-to-grasp offset (cm) and median yaw error (deg, modulo a half turn)."""
+    policy.eval()
+    preds, targets = [], []
+    for i in range(0, len(idx), batch):
+        j = idx[i:i + batch]
+        proprio = torch.as_tensor(arrays["proprio"][j], dtype=torch.float32)
+        fused = policy.fusion(images_to_tensor(arrays["images"][j]), proprio)
+        preds.append(policy.grasp_head(fused))
+        targets.append(grasp_targets(torch.as_tensor(arrays["grasp"][j], dtype=torch.float32), proprio))
+    if not preds:
+        return {"rows": 0}
+    pred, target = torch.cat(preds), torch.cat(targets)
+    loss = F.smooth_l1_loss(pred, target, beta=0.2).item()
+    xy = torch.linalg.vector_norm(pred[:, :2] - target[:, :2], dim=1) * GRASP_SCALE * 100
+    yaw_p, yaw_t = torch.atan2(pred[:, 4], pred[:, 3]) / 2, torch.atan2(target[:, 4], target[:, 3]) / 2
+    dyaw = torch.remainder(yaw_p - yaw_t + math.pi / 2, math.pi) - math.pi / 2
+    return {"rows": int(len(idx)), "grasp_loss": loss, "xy_err_cm": float(xy.median()),
+            "xy_err_cm_mean": float(xy.mean()), "yaw_err_deg": float(torch.rad2deg(dyaw.abs()).median())}
+
+
+# --------------------------------------------------------------------------- training
+def train_strategy(sim_policy: GraspPolicy, strategy: Strategy, real: RealData, train_idx: np.ndarray,
+                   cfg: AdaptConfig, source: dict | None = None,
+                   progress: str | None = None) -> tuple[GraspPolicy, list]:
+    """A copy of ``sim_policy`` adapted with ``strategy`` on labelled real rows ``train_idx``
+    (images of every real row for the unsupervised parts, simulated ``source`` rows for DANN/CORAL).
+    Returns the adapted policy (eval mode) and the logged losses."""
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(cfg.seed)
+    if strategy.scratch:
+        policy = GraspPolicy(copy.deepcopy(sim_policy.spec), hidden=sim_policy.hidden, control=sim_policy.control)
+    else:
+        policy = copy.deepcopy(sim_policy)
+    if strategy.adabn:
+        adabn(policy, images_to_tensor(real.arrays["images"]))
+    if not strategy.trains or (strategy.adabn and not strategy.uda and not len(train_idx)):
+        policy.eval()  # zero-shot; or AdaBN alone when there are no labels to retrain the heads with
+        return policy, []
+    if strategy.uda and source is None:
+        raise ValueError(f"strategy {strategy.name}: needs simulated rows (the run's data/ folder)")
+    if not len(train_idx) and not strategy.uda:
+        raise ValueError(f"strategy {strategy.name}: needs labelled real rows (only adabn, dann and coral "
+                         f"adapt from unlabelled images)")
+    fit_cfg = FitConfig(steps=cfg.steps, batch=cfg.batch, shift=cfg.shift, jitter=cfg.jitter, weights=cfg.weights)
+    enc_ids = {id(p) for p in policy.encoder.parameters()}
+    heads = [p for p in policy.parameters() if id(p) not in enc_ids]
+    groups = [{"params": heads, "lr": cfg.lr},
+              {"params": list(policy.encoder.parameters()), "lr": cfg.lr * strategy.encoder_lr_scale}]
+    disc = None
+    if strategy.uda == "dann":
+        disc = DomainDiscriminator(policy.encoder.features_dim)
+        groups.append({"params": list(disc.parameters()), "lr": cfg.lr})
+    opt = torch.optim.AdamW(groups, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
+    reference = {n: p.detach().clone() for n, p in policy.encoder.named_parameters()} if strategy.l2sp else {}
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict] = []
+    all_rows = real.all_rows
+    rows = train_idx
+    if cfg.gripper_rows and real.gripper_only is not None and len(train_idx):
+        rows = np.union1d(train_idx, real.gripper_only)
+    for step in tqdm(range(cfg.steps), desc=progress, disable=progress is None, leave=False, unit="step"):
+        frac = step / cfg.steps
+        set_trainable(policy, strategy, frac)
+        if len(train_idx):
+            batch = make_batch(real.arrays, rng.choice(rows, cfg.batch), fit_cfg, gen)
+            total = losses(policy, batch, cfg.weights)["total"]
+        else:  # unlabelled real data: only the unsupervised objectives (and the sim task) train
+            total = torch.zeros(())
+        row = {"step": step + 1, "task": total.item()}
+        if strategy.l2sp:
+            pen = l2sp_penalty(policy, reference)
+            total = total + 0.5 * strategy.l2sp * pen
+            row["l2sp"] = pen.item()
+        replay = source is not None and not strategy.scratch and (strategy.uda or cfg.sim_replay > 0)
+        if replay:
+            sim_b = make_batch(source, rng.integers(0, len(source["images"]), cfg.batch), fit_cfg, gen)
+            sim_out = losses(policy, sim_b, {"grasp": 1.0})
+            total = total + max(cfg.sim_replay, 0.5 if strategy.uda else 0.0) * sim_out["total"]
+            row["sim_task"] = sim_out["total"].item()
+        if strategy.uda:
+            f_sim = policy.encoder(sim_b["images"], sim_b["proprio"])
+            unl = make_batch(real.arrays, rng.choice(all_rows, cfg.batch), fit_cfg, gen)
+            f_real = policy.encoder(unl["images"], unl["proprio"])
+            if strategy.uda == "dann":
+                lam = 2.0 / (1.0 + math.exp(-10 * frac)) - 1.0  # Ganin & Lempitsky's ramp
+                logits = disc(torch.cat([f_sim, f_real]), lam)
+                labels = torch.cat([torch.zeros(len(f_sim)), torch.ones(len(f_real))])
+                align = F.binary_cross_entropy_with_logits(logits, labels)
+            else:
+                align = coral_loss(f_sim, f_real)
+            total = total + cfg.uda_weight * align
+            row["align"] = align.item()
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 5.0)
+        opt.step()
+        sched.step()
+        if (step + 1) % max(1, cfg.steps // 20) == 0 or step + 1 == cfg.steps:
+            history.append({k: round(v, 5) for k, v in row.items()})
+    policy.eval()
+    return policy, history
+
+
+UNSUPERVISED = ("zero_shot", "adabn", "dann", "coral")
+UNSUPERVISED_DEFAULT = "adabn"  # no labels to choose with: the one that cannot hurt the task heads
+
+
+def choose(results: dict[str, dict]) -> str:
+    """The strategy with the lowest validation grasp loss (``--strategy auto``); without labelled
+    held-out rows, ``UNSUPERVISED_DEFAULT``."""
+    scored = [n for n in results if results[n]["val"].get("rows")]
+    if not scored:
+        return UNSUPERVISED_DEFAULT if UNSUPERVISED_DEFAULT in results else next(iter(results))
+    return min(scored, key=lambda name: results[name]["val"]["grasp_loss"])
+
+
+def compare_strategies(sim_policy: GraspPolicy, real: RealData, cfg: AdaptConfig, source: dict | None,
+                       log: Callable[[str], None] = print) -> tuple[dict[str, dict], dict[str, GraspPolicy]]:
+    """Train every strategy in ``cfg.compare`` on the same rows; per strategy the validation metrics,
+    the sim metrics (forgetting), wall time and loss history. DANN/CORAL are skipped (with a note)
+    when the run kept no simulated data."""
+    results: dict[str, dict] = {}
+    policies: dict[str, GraspPolicy] = {}
+    for name in cfg.compare:
+        strategy = STRATEGIES[name]
+        if strategy.uda and source is None:
+            log(f"  {name}: skipped (the sim run kept no data/ folder to align with)")
+            continue
+        t0 = time.perf_counter()
+        policy, history = train_strategy(sim_policy, strategy, real, real.train, cfg, source, progress=f"  {name}")
+        res = {"val": evaluate_offline(policy, real.arrays, real.val) if len(real.val) else {"rows": 0},
+               "seconds": time.perf_counter() - t0,
+               "train_rows": int(len(real.train)), "history": history, "strategy": strategy.to_dict()}
+        if source is not None:
+            res["sim"] = evaluate_offline(policy, source, np.arange(len(source["images"])))
+        results[name], policies[name] = res, policy
+        v = res["val"]
+        if v["rows"]:
+            log(f"  {name:<10} val grasp error {v['xy_err_cm']:.2f} cm (median), yaw {v['yaw_err_deg']:.1f} deg, "
+                f"loss {v['grasp_loss']:.4f}  [{res['seconds']:.0f} s]")
+        else:
+            log(f"  {name:<10} trained (no labelled held-out rows to score it)  [{res['seconds']:.0f} s]")
+    return results, policies
+
+
+def data_efficiency(sim_policy: GraspPolicy, real: RealData, cfg: AdaptConfig, names: list[str],
+                    source: dict | None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Validation error of each strategy in ``names`` trained on the first b training rows (whole
+    episodes in the split's random order), for every budget b in ``cfg.budgets`` below the available
+    rows, plus all rows."""
+    n = len(real.train)
+    budgets = sorted({b for b in cfg.budgets if b < n} | {n})
+    out: dict[str, Any] = {"budgets": budgets, "xy_err_cm": {}, "grasp_loss": {}}
+    for name in names:
+        errs, losses_ = [], []
+        for b in budgets:
+            policy, _ = train_strategy(sim_policy, STRATEGIES[name], real, real.train[:b], cfg, source)
+            m = evaluate_offline(policy, real.arrays, real.val)
+            errs.append(m["xy_err_cm"])
+            losses_.append(m["grasp_loss"])
+        out["xy_err_cm"][name], out["grasp_loss"][name] = errs, losses_
+        log(f"  {name:<10} " + ", ".join(f"{b}: {e:.2f} cm" for b, e in zip(budgets, errs, strict=True)))
+    return out
+
+
+def negative_transfer(results: dict[str, dict], chosen: str) -> list[str]:
+    """Warnings when the chosen strategy is worse than from-scratch or than zero-shot on validation."""
+    warnings = []
+    if not results[chosen]["val"].get("rows"):
+        return warnings
+    mine = results[chosen]["val"]["grasp_loss"]
+    for ref in ("scratch", "zero_shot"):
+        if ref in results and ref != chosen and mine > results[ref]["val"]["grasp_loss"]:
+            warnings.append(f"NEGATIVE TRANSFER: {chosen} is worse than {ref} on the held-out real split "
+                            f"(grasp loss {mine:.4f} > {results[ref]['val']['grasp_loss']:.4f})")
+    return warnings
