@@ -362,7 +362,8 @@ def data_efficiency(sim_policy: GraspPolicy, real: RealData, cfg: AdaptConfig, n
     for name in names:
         errs, losses_ = [], []
         for b in budgets:
-            policy, _ = train_strategy(sim_policy, STRATEGIES[name], real, real.train[:b], cfg, source)
+            policy, _ = train_strategy(sim_policy, STRATEGIES[name], real, real.train[:b], cfg, source,
+                                       progress=f"  {name} on {b} rows")
             m = evaluate_offline(policy, real.arrays, real.val)
             errs.append(m["xy_err_cm"])
             losses_.append(m["grasp_loss"])
