@@ -9,8 +9,9 @@ Formats (detected from marker files, --format overrides): native episode folder 
 LeRobot v2.1/v3 (meta/info.json), rosbag2 (metadata.yaml, .db3, .mcap) and ROS 1 (.bag).
 Every strategy (zero-shot, probe, partial, full, gradual, l2sp, adabn, dann, coral, scratch) is
 trained on the same labelled rows and compared on a held-out split of episodes; --strategy auto picks
-the best there. The adapted run directory (default <run>-adapted) holds policy.pt, encoder.pt,
-config.json, metrics.json, report.md and report.png, and works with scripts/evaluate.py.
+the best there. The adapted run directory (default <run>-adapted) holds policy.pt, encoder.pt, the
+exported policy.onnx + policy.json, config.json, metrics.json, report.md and report.png, and works
+with scripts/evaluate.py.
 Bad input stops before anything is written (exit status 2) unless --skip-bad.
 """
 

@@ -100,7 +100,8 @@ def test_recording_keeps_only_what_a_real_robot_knows(recorded):
 
 def test_adapt_real_writes_a_complete_adapted_run(fake_run, recorded, adapted):
     out, proc = adapted
-    for name in ("policy.pt", "encoder.pt", "config.json", "metrics.json", "report.md", "report.png"):
+    for name in ("policy.pt", "encoder.pt", "config.json", "metrics.json", "report.md", "report.png",
+                 "policy.onnx", "policy.json"):
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text())
     assert {"train", "adapt"} <= config.keys()

@@ -133,11 +133,21 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
                                           "data": str(data), "format": summary["format"],
                                           "camera": camera, "environment": environment_info()}}
     dest.write_json("config.json", adapted_config)
+    # The product of adaptation is a deployable policy: policy.onnx + policy.json (parity-checked).
+    from sim2real.export import ExportError, export_policy
+
+    try:
+        export_policy(dest.path, log=log)
+    except ExportError as e:
+        summary["warnings"].append(f"export failed: {e}")
+        log(f"WARNING export failed: {e}; the adapted weights (policy.pt) are written")
+    summary["wall_time_s"] = time.perf_counter() - t0
     dest.write_json("metrics.json", {"adapt": summary, "wall_time_s": summary["wall_time_s"]})
     write_png(dest / "report.png", results, efficiency, chosen)
     write_markdown(dest / "report.md", summary)
     dest.discard_old()
-    log(f"wrote {dest.path} (report.md, report.png, policy.pt) in {summary['wall_time_s']:.0f} s")
+    log(f"wrote {dest.path} (report.md, report.png, policy.pt, policy.onnx, policy.json) in "
+        f"{summary['wall_time_s']:.0f} s")
     return summary
 
 
