@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PRESETS = ("none", "light", "full")
+DOMAINS = ("sim", "proxy_real")  # see EnvConfig.domain
 
 
 def _check_number(path: str, value: Any) -> float:
@@ -295,7 +296,7 @@ class EnvConfig:
             raise ValueError(f"num_objects: need 1 <= min <= max <= object_pool={self.object_pool}, "
                              f"got {self.num_objects!r}")
         for name, allowed in (("reward", ("sparse", "dense")), ("renderer", ("tiny", "egl")),
-                              ("observation", ("pixels", "state")), ("domain", ("sim", "proxy_real"))):
+                              ("observation", ("pixels", "state")), ("domain", DOMAINS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}: must be one of {allowed}, got {getattr(self, name)!r}")
         self.randomization.validate()

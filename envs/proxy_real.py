@@ -36,7 +36,6 @@ import numpy as np
 from envs.camera import Camera
 from envs.corruptions import Compose, Corruption, Jpeg
 
-DOMAINS = ("sim", "proxy_real")
 # scikit-image's bundled photographs (shipped in the wheel, no download): colour ones as they are,
 # grey ones tinted like real materials.
 COLOUR_PHOTOS = ("coffee.png", "chelsea.png", "astronaut.png", "motorcycle_left.png", "rocket.jpg",
@@ -134,6 +133,8 @@ class ProxyRealDomain:
 
     def __init__(self) -> None:
         self.textures = texture_files()
+        grey = {Path(g).stem for g in GREY_PHOTOS}
+        self.materials = [i for i, p in enumerate(self.textures) if Path(p).stem in grey]
 
     def load_textures(self, scene) -> None:
         for i, path in enumerate(self.textures):
@@ -153,10 +154,9 @@ class ProxyRealDomain:
         from envs.sim import Light
 
         n = len(self.textures)
-        materials = [i for i, p in enumerate(self.textures) if Path(p).stem in {Path(g).stem for g in GREY_PHOTOS}]
         for surface in ("tray", "table", "floor"):
             # The tray is lined with a material (tinted grey photos); the room around it can be anything.
-            pick = int(rng.choice(materials)) if surface == "tray" and materials else int(rng.integers(n))
+            pick = int(rng.choice(self.materials)) if surface == "tray" and self.materials else int(rng.integers(n))
             params.textures[surface] = f"real_{pick}"
             params.colors[surface] = (1.0, 1.0, 1.0, 1.0)
         for name in objects:

@@ -37,6 +37,7 @@ from sim2real.data.episodes import Dataset, Episode
 
 FIELDS = ("images", "proprio", "expert_action", "object", "grasp", "success", "images_alt", "has_alt", "keypoints")
 LOSSES = ("action", "grasp", "object", "keypoints", "outcome", "invariance")
+GRASP_HUBER_BETA = 0.2  # grasp-head units (5 cm): quadratic within 1 cm, linear beyond
 
 
 @dataclass
@@ -152,7 +153,7 @@ def losses(policy: GraspPolicy, batch: dict[str, torch.Tensor], weights: dict[st
     if weights.get("grasp", 0) > 0:
         has = torch.isfinite(batch["grasp"]).all(dim=1) & torch.isfinite(batch["proprio"]).all(dim=1)
         target = grasp_targets(torch.nan_to_num(batch["grasp"]), torch.nan_to_num(batch["proprio"]))
-        huber = F.smooth_l1_loss(out["grasp"], target, reduction="none", beta=0.2).mean(dim=1)
+        huber = F.smooth_l1_loss(out["grasp"], target, reduction="none", beta=GRASP_HUBER_BETA).mean(dim=1)
         result["grasp"] = _masked_mean(huber, has)
     if weights.get("object", 0) > 0:
         target = object_targets(torch.nan_to_num(batch["object"]), torch.nan_to_num(batch["grasp"]))

@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=200, help="episodes on held-out objects (default 200)")
     p.add_argument("--train-episodes", type=int, help="episodes on training objects (default: --episodes)")
     p.add_argument("--seed", type=int, default=1000, help="evaluation seed (default 1000, what training used)")
-    p.add_argument("--domain", choices=("sim", "proxy_real"), default="sim",
+    from envs.config import DOMAINS
+
+    p.add_argument("--domain", choices=DOMAINS, default="sim",
                    help="sim (default) or proxy_real: the proxy-real target domain (envs/proxy_real.py)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     args = p.parse_args(argv)

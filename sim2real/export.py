@@ -13,7 +13,6 @@ is checked: onnxruntime and torch must agree to ``PARITY_TOL`` on a batch of ima
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import warnings
@@ -25,8 +24,9 @@ import torch
 from torch import nn
 
 from policies.policy import GraspPolicy
+from sim2real.runtime import FORMAT, sha256
 
-FORMAT, VERSION = "sim2real-policy", 1
+VERSION = 1
 OPSET = 17
 PARITY_TOL = 1e-5
 
@@ -45,14 +45,6 @@ class _RawPolicy(nn.Module):
     def forward(self, image: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
         x = image.permute(0, 3, 1, 2).to(torch.float32) / 255.0
         return self.policy(x, proprio)
-
-
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def parity_batch(run_dir: Path | None, image_size: int, n: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

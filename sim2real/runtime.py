@@ -28,7 +28,8 @@ class InputError(ValueError):
     """An observation that does not match the policy's input spec."""
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -56,7 +57,7 @@ class OnnxPolicy:
         onnx_path = folder / self.spec.get("onnx", "policy.onnx")
         if not onnx_path.is_file():
             raise PolicyFileError(f"{onnx_path}: missing")
-        digest = _sha256(onnx_path)
+        digest = sha256(onnx_path)
         if digest != self.spec.get("sha256"):
             raise PolicyFileError(f"{onnx_path}: sha256 {digest[:16]}... does not match policy.json "
                                   f"({str(self.spec.get('sha256'))[:16]}...): the file was changed or belongs to "

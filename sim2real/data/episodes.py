@@ -64,6 +64,7 @@ UNITS = {
     "grasp": "grasp point, m, and gripper yaw, rad, base frame",
 }
 
+ACTION_GROUPS = ("action", "expert_action")  # in [-1, 1] by the env's action contract
 # Groups of columns that load as one (N, k) float32 array.
 GROUPS = {"proprio": PROPRIO, "action": ACTION, "expert_action": EXPERT, "object": OBJECT, "grasp": GRASP}
 
@@ -281,8 +282,8 @@ def read_dataset(root: str | Path, image_size: int | None = None, load_alt: bool
         success[k] = parse_cell(r.get("success"), steps_path, line, "success")
         if not (np.isnan(success[k]) or success[k] in (0.0, 1.0)):
             raise DatasetError(f"{steps_path}: row {line}: success must be 0 or 1, got {r.get('success')!r}")
-    for name in ("action", "expert_action"):
-        bad = np.nanmax(np.abs(out[name]), axis=1, initial=0) > 1.0 + 1e-6
+    for name in ACTION_GROUPS:
+        bad = actions_out_of_range(out[name])
         if bad.any():
             line = keep[int(np.argmax(bad))][0]
             raise DatasetError(f"{steps_path}: row {line}: {name} outside [-1, 1]")
@@ -329,8 +330,8 @@ def dataset_from_arrays(root: str | Path, meta: dict, images: np.ndarray, episod
             raise DatasetError(f"{root}: {name} must have shape ({n}, {len(cols)}) ({', '.join(cols)}), "
                                f"got {arr.shape}")
         bad = np.isinf(arr).any(axis=1)
-        if name in ("action", "expert_action"):
-            bad |= np.nanmax(np.abs(arr), axis=1, initial=0) > 1.0 + 1e-6
+        if name in ACTION_GROUPS:
+            bad |= actions_out_of_range(arr)
         if bad.any():
             i = int(np.argmax(bad))
             raise DatasetError(f"{root}: sample {i}: {name} {arr[i].tolist()} is not finite or out of range")
@@ -348,6 +349,11 @@ def dataset_from_arrays(root: str | Path, meta: dict, images: np.ndarray, episod
 
 
 # ----------------------------------------------------------------------------- helpers
+def actions_out_of_range(actions: np.ndarray) -> np.ndarray:
+    """Rows (N,) of an action group (N, 5) with a known value outside [-1, 1] (NaN = unknown is fine)."""
+    return np.nanmax(np.abs(actions), axis=1, initial=0) > 1.0 + 1e-6
+
+
 def _read_csv(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))

@@ -49,7 +49,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from sim2real.data.episodes import GROUPS, Dataset, DatasetError, dataset_from_arrays
+from sim2real.data.episodes import (
+    ACTION_GROUPS,
+    GROUPS,
+    Dataset,
+    DatasetError,
+    actions_out_of_range,
+    dataset_from_arrays,
+)
 
 SUPPORTED_VERSIONS = ("v2.0", "v2.1", "v3.0")
 INFO_PATH = "meta/info.json"
@@ -465,8 +472,8 @@ def _load_episode(ep: _Episode, tables: _TableCache, mapped: dict[str, str], suc
         for i in np.flatnonzero(~finite & ok):
             bad.append(f"{label[i]}: {key!r} has non-finite values {arr[i].tolist()}")
         ok &= finite
-        if group in ("action", "expert_action"):
-            out = np.flatnonzero(finite & (np.abs(np.where(finite[:, None], arr, 0)) > 1 + 1e-6).any(axis=1))
+        if group in ACTION_GROUPS:
+            out = np.flatnonzero(finite & actions_out_of_range(np.where(finite[:, None], arr, np.nan)))
             if len(out):
                 i = out[0]
                 raise DatasetError(f"{label[i]}: {key!r} = {arr[i].tolist()} outside [-1, 1]; this dataset uses "

@@ -40,34 +40,30 @@ def record_proxy_real(out: str | Path, run_dir: str | Path | None, demos: int, p
                       objects: str = "train", image_size: int = 64, domain: str = "proxy_real",
                       every: int = 1, interventions: int = 0, progress: bool = True) -> dict:
     """Record ``demos`` expert, ``interventions`` policy-then-operator and ``policy_runs`` policy
-    episodes into the dataset folder ``out``
-    (created; appended to when it exists), keeping every ``every``-th step (labels are computed on
-    the whole episode first). Returns a summary (episodes, rows, labelled rows, successes).
+    episodes into the dataset folder ``out`` (created; appended to when it exists), keeping every
+    ``every``-th step (labels are computed on the whole episode first). Returns a summary (episodes,
+    rows, labelled rows, successes).
     """
     import gymnasium as gym
     from tqdm.auto import tqdm
 
     import envs  # noqa: F401 - registers the ids
     from envs.expert import ScriptedExpert
+    from policies.train import eval_env_kwargs
 
     policy = None
-    camera = None
     if policy_runs > 0 or interventions > 0:
         if run_dir is None:
             raise ValueError("policy runs need a trained run directory (--run)")
         from policies.policy import GraspPolicy
 
         policy = GraspPolicy.load(Path(run_dir) / "policy.pt")
-    if run_dir is not None:
+    run_cfg = {"image_size": image_size}
+    if run_dir is not None:  # the run's camera and image size, as its evaluation uses them
         import json
 
-        cfg = json.loads((Path(run_dir) / "config.json").read_text())["train"]
-        camera = cfg.get("camera")
-        image_size = int(cfg.get("image_size", image_size))
-    kwargs = {"image_size": image_size, "objects": objects, "domain": domain}
-    if camera:
-        kwargs["camera"] = camera
-    env = gym.make("PandaGrasp-v0", disable_env_checker=True, **kwargs)
+        run_cfg = json.loads((Path(run_dir) / "config.json").read_text())["train"]
+    env = gym.make("PandaGrasp-v0", disable_env_checker=True, **eval_env_kwargs(run_cfg, objects, domain))
     genv = env.unwrapped
     writer = EpisodeWriter(out, meta={
         "source": f"{domain} recording (sim2real.data.record)", "camera": genv.base_camera.to_dict(),

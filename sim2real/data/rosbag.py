@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from sim2real.data.episodes import (
     ACTION,
+    ACTION_GROUPS,
     EXPERT,
     GRASP,
     GROUPS,
@@ -563,7 +564,7 @@ def _apply_labels(csv_path: Path, image_ns: np.ndarray, skipped_ns: np.ndarray, 
             for j, col in enumerate(cols):
                 value = parse_cell(r.get(col, ""), csv_path, line, col)
                 if not math.isnan(value):
-                    if name in ("action", "expert_action") and abs(value) > 1.0 + 1e-6:
+                    if name in ACTION_GROUPS and abs(value) > 1.0 + 1e-6:
                         raise DatasetError(f"{csv_path}: row {line}: column {col!r} = {value} is outside [-1, 1]")
                     groups[name][i, j] = value
         s = parse_cell(r.get("success", ""), csv_path, line, "success")

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from policies.encoders import images_to_tensor
-from policies.imitation import FitConfig, keypoint_pixels, losses, make_batch
+from policies.imitation import GRASP_HUBER_BETA, FitConfig, keypoint_pixels, losses, make_batch
 from policies.policy import GRASP_SCALE, GraspPolicy, grasp_targets
 from sim2real.data.episodes import Dataset, DatasetError
 from sim2real.transfer.strategies import (
@@ -42,8 +42,6 @@ from sim2real.transfer.strategies import (
     l2sp_penalty,
     set_trainable,
 )
-
-ARRAY_FIELDS = ("images", "proprio", "expert_action", "object", "grasp", "success", "has_alt", "keypoints")
 
 
 @dataclass
@@ -105,8 +103,9 @@ class AdaptConfig:
 # ----------------------------------------------------------------------------- data
 @dataclass
 class RealData:
-    """Real rows as arrays (``ARRAY_FIELDS``) plus the split: ``train`` / ``val`` index labelled rows,
-    ``unlabelled`` every row (images for the unsupervised parts)."""
+    """Real rows as training arrays (``to_arrays``) plus the split: ``train`` / ``val`` index labelled
+    rows, ``gripper_only`` unlabelled rows outside the held-out episodes, ``all_rows`` every row
+    (images for the unsupervised parts)."""
 
     arrays: dict[str, np.ndarray]
     episode: np.ndarray
@@ -215,7 +214,7 @@ def evaluate_offline(policy: GraspPolicy, arrays: dict[str, np.ndarray], idx: np
     if not preds:
         return {"rows": 0}
     pred, target = torch.cat(preds), torch.cat(targets)
-    loss = F.smooth_l1_loss(pred, target, beta=0.2).item()
+    loss = F.smooth_l1_loss(pred, target, beta=GRASP_HUBER_BETA).item()
     xy = torch.linalg.vector_norm(pred[:, :2] - target[:, :2], dim=1) * GRASP_SCALE * 100
     yaw_p, yaw_t = torch.atan2(pred[:, 4], pred[:, 3]) / 2, torch.atan2(target[:, 4], target[:, 3]) / 2
     dyaw = torch.remainder(yaw_p - yaw_t + math.pi / 2, math.pi) - math.pi / 2
@@ -352,19 +351,24 @@ def compare_strategies(sim_policy: GraspPolicy, real: RealData, cfg: AdaptConfig
 
 
 def data_efficiency(sim_policy: GraspPolicy, real: RealData, cfg: AdaptConfig, names: list[str],
-                    source: dict | None, log: Callable[[str], None] = print) -> dict[str, Any]:
+                    source: dict | None, log: Callable[[str], None] = print,
+                    known: dict[str, dict] | None = None) -> dict[str, Any]:
     """Validation error of each strategy in ``names`` trained on the first b training rows (whole
     episodes in the split's random order), for every budget b in ``cfg.budgets`` below the available
-    rows, plus all rows."""
+    rows, plus all rows. ``known``: ``compare_strategies`` results with the same config, whose
+    all-rows runs are the same training (same seed and rows) and are not repeated."""
     n = len(real.train)
     budgets = sorted({b for b in cfg.budgets if b < n} | {n})
     out: dict[str, Any] = {"budgets": budgets, "xy_err_cm": {}, "grasp_loss": {}}
     for name in names:
         errs, losses_ = [], []
         for b in budgets:
-            policy, _ = train_strategy(sim_policy, STRATEGIES[name], real, real.train[:b], cfg, source,
-                                       progress=f"  {name} on {b} rows")
-            m = evaluate_offline(policy, real.arrays, real.val)
+            if b == n and known is not None and name in known:
+                m = known[name]["val"]
+            else:
+                policy, _ = train_strategy(sim_policy, STRATEGIES[name], real, real.train[:b], cfg, source,
+                                           progress=f"  {name} on {b} rows")
+                m = evaluate_offline(policy, real.arrays, real.val)
             errs.append(m["xy_err_cm"])
             losses_.append(m["grasp_loss"])
         out["xy_err_cm"][name], out["grasp_loss"][name] = errs, losses_

@@ -117,7 +117,7 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
     if cfg.budgets and len(real.train) > 1:
         names = [chosen] + (["scratch"] if chosen != "scratch" else [])
         log("data efficiency")
-        efficiency = data_efficiency(sim_policy, real, cfg, names, source, log)
+        efficiency = data_efficiency(sim_policy, real, cfg, names, source, log, known=results)
 
     # 5. The adapted run directory.
     policy = policies[chosen]
