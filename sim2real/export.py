@@ -70,9 +70,11 @@ def parity_batch(run_dir: Path | None, image_size: int, n: int = 64, seed: int =
 
 
 def export_policy(run_dir: str | Path, out_dir: str | Path | None = None, control_hz: float | None = None,
-                  log=print) -> dict[str, Any]:
+                  log=print, observations: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Export ``run_dir/policy.pt`` to ``out_dir`` (default: the run directory). Returns policy.json's
-    content. Raises ExportError (with the reason) when the parity check fails."""
+    content. Raises ExportError (with the reason) when the parity check fails. ``observations``:
+    (images uint8 (N, S, S, 3), proprio (N, 5)) for the parity check, e.g. the real images an adapted
+    run was trained on; default ``parity_batch`` (the run's own data, else synthetic)."""
     import onnxruntime as ort
 
     from envs.config import EnvConfig
@@ -89,7 +91,7 @@ def export_policy(run_dir: str | Path, out_dir: str | Path | None = None, contro
     size = policy.spec.image_size
     config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
     wrapper = _RawPolicy(policy).eval()
-    images, proprio = parity_batch(run_dir, size)
+    images, proprio = observations if observations is not None else parity_batch(run_dir, size)
 
     import io
 

@@ -123,6 +123,9 @@ def test_adapt_real_writes_a_complete_adapted_run(fake_run, recorded, adapted):
     png = cv2.imread(str(out / "report.png"))
     assert png is not None and png.shape[0] > 100 and png.shape[1] > 100
     assert "chosen:" in proc.stdout
+    # The export's parity check ran on the real observations (an adapted run keeps no data/ to draw on).
+    spec = json.loads((out / "policy.json").read_text())
+    assert spec["exporter"]["parity_rows"] == min(64, metrics["rows"]) and spec["adapted"]
 
 
 def test_adapted_policy_loads_and_records_its_origin(adapted):

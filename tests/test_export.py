@@ -139,3 +139,11 @@ def test_runtime_benchmark_reports_latency(exported, fake_run, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["onnxruntime_ms"]["median"] > 0 and result["torch_ms"]["median"] > 0 and result["steps"] == 20
+
+
+def test_parity_can_be_checked_on_given_observations(fake_run, tmp_path):
+    from sim2real.export import export_policy, parity_batch
+
+    images, proprio = parity_batch(None, 64, n=5, seed=9)
+    spec = export_policy(fake_run, tmp_path / "given", log=lambda _msg: None, observations=(images, proprio))
+    assert spec["exporter"]["parity_rows"] == 5 and spec["exporter"]["parity_max_abs_err"] <= 1e-5

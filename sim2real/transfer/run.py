@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sim2real.data.episodes import DatasetError
 from sim2real.runs import RunDir, RunError, environment_info
 from sim2real.transfer.adapt import (
@@ -137,7 +139,11 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
     from sim2real.export import ExportError, export_policy
 
     try:
-        export_policy(dest.path, log=log)
+        # Parity on the real observations themselves (the adapted run keeps no data/ of its own).
+        has = np.isfinite(real.arrays["proprio"]).all(axis=1)
+        rows = np.flatnonzero(has)[:64]
+        observations = (real.arrays["images"][rows], real.arrays["proprio"][rows]) if len(rows) >= 2 else None
+        export_policy(dest.path, log=log, observations=observations)
     except ExportError as e:
         summary["warnings"].append(f"export failed: {e}")
         log(f"WARNING export failed: {e}; the adapted weights (policy.pt) are written")
