@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from envs.robot import MAX_OPENING
 from policies.policy import GraspPolicy
 from sim2real.runtime import FORMAT, sha256
 
@@ -136,8 +137,10 @@ def export_policy(run_dir: str | Path, out_dir: str | Path | None = None, contro
                                "fields": ["dx", "dy", "dz", "dyaw", "gripper"],
                                "meaning": "end-effector delta in the base frame per control step: "
                                           "dx, dy, dz x max_translation_m, dyaw x max_rotation_rad; "
-                                          "gripper +1 open, -1 close"}},
+                                          "gripper: target opening (g + 1) / 2 x gripper.max_opening_m "
+                                          "(+1 open, -1 closed)"}},
         "action_scale": {"max_translation_m": MAX_TRANSLATION, "max_rotation_rad": MAX_ROTATION},
+        "gripper": {"max_opening_m": MAX_OPENING},
         "control_hz": float(control_hz or env.control_hz),
         "control": policy.control,
         "camera": policy.spec.camera,

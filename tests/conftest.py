@@ -103,6 +103,16 @@ def real_dataset(tmp_path_factory) -> Path:
     return write_native(tmp_path_factory.mktemp("real") / "real_grasps")
 
 
+@pytest.fixture(scope="session")
+def exported(fake_run, tmp_path_factory):
+    """(folder, spec) of ``fake_run`` exported: policy.onnx + policy.json (64x64 input, 10 Hz)."""
+    from sim2real.export import export_policy
+
+    out = tmp_path_factory.mktemp("export")
+    spec = export_policy(fake_run, out, log=lambda _msg: None)
+    return out, spec
+
+
 @pytest.fixture
 def write_dataset():
     """``write_native`` as a fixture, for tests that need a dataset of their own shape."""

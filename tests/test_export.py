@@ -18,15 +18,6 @@ def run(*args: str) -> subprocess.CompletedProcess:
                           env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
 
 
-@pytest.fixture(scope="module")
-def exported(fake_run, tmp_path_factory):
-    from sim2real.export import export_policy
-
-    out = tmp_path_factory.mktemp("export")
-    spec = export_policy(fake_run, out, log=lambda _msg: None)
-    return out, spec
-
-
 def test_export_writes_a_parity_checked_onnx_and_its_spec(exported, fake_run):
     from sim2real.export import sha256
 

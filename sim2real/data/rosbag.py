@@ -49,6 +49,7 @@ from sim2real.data.episodes import (
     dataset_from_arrays,
     parse_cell,
 )
+from sim2real.ros.messages import BadMessage, decode_compressed, decode_image, yaw_of
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 POSE_TYPES = ("geometry_msgs/msg/PoseStamped",)
@@ -58,15 +59,6 @@ EPISODE_TYPES = ("std_msgs/msg/Int32", "std_msgs/msg/Int64", "std_msgs/msg/UInt3
 # Columns a labels CSV may carry: the time key plus every per-step column of steps.csv except the
 # ones the reader derives itself (step numbering, image paths).
 LABEL_COLUMNS = ("stamp", "episode", *PROPRIO, *ACTION, *EXPERT, *OBJECT, *GRASP, "success")
-
-# Raw image encodings: channels and the cv2 conversion to RGB (None = already RGB).
-_ENCODINGS = {
-    "rgb8": (3, None),
-    "bgr8": (3, cv2.COLOR_BGR2RGB),
-    "rgba8": (4, cv2.COLOR_RGBA2RGB),
-    "bgra8": (4, cv2.COLOR_BGRA2RGB),
-    "mono8": (1, cv2.COLOR_GRAY2RGB),
-}
 
 _NS = 1_000_000_000
 # Header stamps this far from the bag's receive time (median over images) mean the camera runs on
@@ -354,7 +346,7 @@ class _BagStream:
         if not all(math.isfinite(v) for v in values):
             raise _BadMessage(f"non-finite pose {values}")
         self.pose_frames.add(msg.header.frame_id)
-        yaw = _yaw(q.x, q.y, q.z, q.w)
+        yaw = yaw_of(q.x, q.y, q.z, q.w)
         if math.isnan(yaw):
             self._bad_quat += 1
         self.pose.append((t, (p.x, p.y, p.z, yaw)))
@@ -403,37 +395,12 @@ class _BagStream:
 
 def _decode_image(msg, msgtype: str) -> np.ndarray:
     """Image / CompressedImage message -> RGB uint8 (H, W, 3); raises _BadMessage."""
-    data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
-    if msgtype == "sensor_msgs/msg/CompressedImage":
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-        if bgr is None:
-            raise _BadMessage(f"CompressedImage (format {msg.format!r}, {data.size} bytes) does not decode")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    encoding = msg.encoding.lower()
-    if encoding not in _ENCODINGS:
-        raise _BadMessage(f"unsupported encoding {msg.encoding!r}; expected one of {sorted(_ENCODINGS)}")
-    channels, code = _ENCODINGS[encoding]
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if h <= 0 or w <= 0:
-        raise _BadMessage(f"empty image {w}x{h}")
-    if step < w * channels:
-        raise _BadMessage(f"step {step} is shorter than a row ({w} x {channels} bytes)")
-    if data.size != h * step:
-        raise _BadMessage(f"data has {data.size} bytes, expected height x step = {h} x {step} = {h * step}")
-    # Rows may be padded past width x channels bytes (``step``); the padding is dropped here.
-    pixels = data.reshape(h, step)[:, : w * channels].reshape(h, w, channels)
-    if code is None:
-        return np.ascontiguousarray(pixels)
-    return cv2.cvtColor(np.ascontiguousarray(pixels[:, :, 0] if channels == 1 else pixels), code)
-
-
-def _yaw(x: float, y: float, z: float, w: float) -> float:
-    """Rotation about z (rad, ZYX convention) of a quaternion; NaN for a zero quaternion.
-
-    This form is invariant to the quaternion's scale, so slightly unnormalized poses are fine."""
-    if x * x + y * y + z * z + w * w < 1e-12:
-        return math.nan
-    return math.atan2(2.0 * (w * z + x * y), w * w + x * x - y * y - z * z)
+    try:
+        if msgtype == "sensor_msgs/msg/CompressedImage":
+            return decode_compressed(msg.format, msg.data)
+        return decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+    except BadMessage as e:
+        raise _BadMessage(str(e)) from None
 
 
 def _sorted_series(series: list[tuple[int, tuple[float, ...]]]) -> tuple[np.ndarray, np.ndarray]:

@@ -32,14 +32,15 @@ class SafetyConfig:
     max_angular_speed: float = 1.0      # rad/s
     workspace_low: tuple[float, float, float] = (0.30, -0.30, 0.005)   # m
     workspace_high: tuple[float, float, float] = (0.80, 0.30, 0.45)    # m
-    stale_after_s: float = 0.2          # s without a valid image before the watchdog zeroes the twist
+    stale_after_s: float | None = None  # s without a valid image before the watchdog zeroes the twist
+    #                                     (None: 1.5 control periods)
     max_episode_s: float = 60.0         # s
-    image_width: int | None = None      # expected camera image size (None: any size)
-    image_height: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_linear_speed", "max_angular_speed", "stale_after_s", "max_episode_s"):
             value = getattr(self, name)
+            if value is None and name == "stale_after_s":
+                continue
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"safety.{name}: must be a positive number, got {value!r}")
         lo, hi = np.asarray(self.workspace_low, float), np.asarray(self.workspace_high, float)
@@ -50,8 +51,9 @@ class SafetyConfig:
 
 @dataclass
 class Command:
-    """What to send: twist (m/s, rad/s, base frame), gripper (+1 open, -1 close, None = leave as it is),
-    and why it differs from the policy's wish (empty when it does not)."""
+    """What to send: twist (m/s, rad/s, base frame), gripper command in [-1, 1] (target opening
+    (g + 1) / 2 x the gripper's maximum opening, as in training: +1 open, -1 closed; None = leave it as
+    it is), and why it differs from the policy's wish (empty when it does not)."""
 
     linear: np.ndarray
     angular: np.ndarray
@@ -86,6 +88,7 @@ class SafetyGate:
     def __init__(self, config: SafetyConfig, max_translation: float, max_rotation: float, control_hz: float) -> None:
         self.config = config
         self.step_to_speed = (float(max_translation) * control_hz, float(max_rotation) * control_hz)
+        self.stale_after_s = config.stale_after_s if config.stale_after_s is not None else 1.5 / control_hz
         self.last_image: float | None = None
         self.started: float | None = None
         self.estopped = False
@@ -121,7 +124,7 @@ class SafetyGate:
             reasons.append("emergency stop")
         if self.last_image is None:
             reasons.append("no image yet")
-        elif now - self.last_image > self.config.stale_after_s:
+        elif now - self.last_image > self.stale_after_s:
             reasons.append(f"stale image ({now - self.last_image:.3f} s old)")
         if self.started is not None and now - self.started > self.config.max_episode_s:
             reasons.append(f"episode time over {self.config.max_episode_s:.0f} s")
@@ -158,4 +161,4 @@ class SafetyGate:
         if outward.any():
             linear[outward] = 0.0
             out.append("workspace boundary on " + ", ".join("xyz"[i] for i in np.flatnonzero(outward)))
-        return Command(linear, angular, 1.0 if action[4] > 0 else -1.0, out)
+        return Command(linear, angular, float(action[4]), out)
