@@ -318,9 +318,19 @@ class GraspExtractor(BaseFeaturesExtractor):
         super().__init__(observation_space, fusion.out_dim)
         self.fusion = fusion
         self.freeze = freeze
+        # SB3's ActorCriticPolicy re-initialises every Linear/Conv2d of its features extractor
+        # (orthogonal init) *after* building it, which would silently replace a pretrained encoder by a
+        # random one: keep its weights so ``restore_pretrained`` can put them back.
+        self.pretrained_encoder = None if encoder is None or isinstance(encoder, EncoderSpec) else \
+            {k: v.detach().clone() for k, v in enc.state_dict().items()}
         if freeze:
             for p in enc.parameters():
                 p.requires_grad_(False)
+
+    def restore_pretrained(self) -> None:
+        """Put the pretrained encoder weights back (after SB3's orthogonal initialisation)."""
+        if self.pretrained_encoder is not None:
+            self.fusion.encoder.load_state_dict(self.pretrained_encoder)
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -7,6 +7,9 @@
   ``sb3_into_policy`` copies the RL result back, so evaluation and export treat every run alike.
   (PPO's Gaussian mean is clipped by the env where ``GraspPolicy`` applies tanh; SAC squashes with
   tanh exactly as ``GraspPolicy`` does. The gripper is thresholded at 0 either way.)
+- ``make_servo_ppo``: PPO whose actor is the student's own structure - the grasp head's estimate
+  through the fixed servo law (``policies.policy.servo_action``) - so a pretrained encoder and grasp
+  head start RL where imitation-free pretraining left them (``scripts/bench_ppo_encoder.py --actor servo``).
 - ``train_state_teacher``: an SB3 teacher on the privileged ``PandaGraspState-v0`` (object poses),
   usable through ``StateTeacher`` wherever the scripted expert is (``act()``), e.g. to label DAgger.
 """
@@ -52,13 +55,74 @@ def make_model(algo: str, env, encoder: str | Path | Encoder | None = None, free
     if algo == "ppo":
         policy_kwargs["net_arch"] = {"pi": [hidden, hidden], "vf": [hidden, hidden]}
         defaults = {"n_steps": 256, "batch_size": 64, "n_epochs": 4, "learning_rate": 3e-4, "ent_coef": 0.0}
-        return PPO("MultiInputPolicy", env, policy_kwargs=policy_kwargs, seed=seed, verbose=0,
-                   device="cpu", **{**defaults, **kwargs})
+        return restore_pretrained(PPO("MultiInputPolicy", env, policy_kwargs=policy_kwargs, seed=seed, verbose=0,
+                                      device="cpu", **{**defaults, **kwargs}))
     policy_kwargs["net_arch"] = [hidden, hidden]
     policy_kwargs["share_features_extractor"] = False
     defaults = {"buffer_size": 20000, "learning_starts": 500, "batch_size": 128, "learning_rate": 3e-4}
-    return SAC("MultiInputPolicy", env, policy_kwargs=policy_kwargs, seed=seed, verbose=0, device="cpu",
-               **{**defaults, **kwargs})
+    return restore_pretrained(SAC("MultiInputPolicy", env, policy_kwargs=policy_kwargs, seed=seed, verbose=0,
+                                  device="cpu", **{**defaults, **kwargs}))
+
+
+def restore_pretrained(model):
+    """Undo SB3's orthogonal re-initialisation of pretrained encoders (see ``GraspExtractor``)."""
+    for module in model.policy.modules():
+        if isinstance(module, GraspExtractor):
+            module.restore_pretrained()
+    return model
+
+
+class ServoExtractor(GraspExtractor):
+    """``GraspExtractor`` that also passes the raw proprio on: (N, fusion dim + 5), so the actor can
+    apply the servo law, which needs the hand's pose in metres, to the fused features."""
+
+    def __init__(self, observation_space, policy: GraspPolicy, freeze: bool = False) -> None:
+        super().__init__(observation_space, encoder=policy.encoder, freeze=freeze)
+        self.fusion.load_state_dict(policy.fusion.state_dict())
+        self._features_dim += 5
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([super().forward(observations), observations["proprio"]], dim=1)
+
+
+class ServoActionNet(nn.Module):
+    """PPO's action mean = servo_action(grasp_head(fused features), proprio)."""
+
+    def __init__(self, grasp_head: nn.Module) -> None:
+        super().__init__()
+        self.grasp_head = grasp_head
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        from policies.policy import servo_action
+
+        return servo_action(self.grasp_head(latent[:, :-5]), latent[:, -5:])
+
+
+def make_servo_ppo(env, policy: GraspPolicy, freeze: bool = False, seed: int = 0, log_std_init: float = -1.5,
+                   hidden: int = 256, **kwargs):
+    """SB3 PPO with the servo actor built from ``policy`` (its encoder, fusion and grasp head are
+    copied: pretrained or random, as given). ``freeze`` keeps the encoder fixed; the grasp head and the
+    critic always train. ``log_std_init``: exploration noise, in action units (-1.5: std 0.22)."""
+    import copy
+
+    from stable_baselines3 import PPO
+
+    policy = copy.deepcopy(policy)
+    fusion_state = copy.deepcopy(policy.fusion.state_dict())
+    policy_kwargs = {"features_extractor_class": ServoExtractor,
+                     "features_extractor_kwargs": {"policy": policy, "freeze": freeze},
+                     "activation_fn": nn.ReLU, "share_features_extractor": True,
+                     "net_arch": {"pi": [], "vf": [hidden, hidden]}, "log_std_init": log_std_init}
+    defaults = {"n_steps": 256, "batch_size": 64, "n_epochs": 4, "learning_rate": 3e-4, "ent_coef": 0.0}
+    model = PPO("MultiInputPolicy", env, policy_kwargs=policy_kwargs, seed=seed, verbose=0, device="cpu",
+                **{**defaults, **kwargs})
+    pol = model.policy
+    # SB3 re-initialised the extractor (orthogonal init): put the given weights back, random or not.
+    pol.features_extractor.fusion.load_state_dict(fusion_state)
+    pol.action_net = ServoActionNet(policy.grasp_head)
+    # The optimizer was built over the placeholder linear action net: rebuild it over the real one.
+    pol.optimizer = pol.optimizer_class(pol.parameters(), lr=model.lr_schedule(1), **pol.optimizer_kwargs)
+    return model
 
 
 def _actor_layers(model):

@@ -7,6 +7,14 @@ randomization (success with a 95% Wilson interval, dense return with a 95% t int
 Arms: ``pretrained-frozen`` (features extraction: the encoder is fixed, PPO trains the heads),
 ``pretrained-finetune``, ``random`` (the usual from-scratch PPO: encoder trained by PPO) and
 ``random-frozen`` (a fixed random encoder: what the frozen arm would be without pretraining).
+
+Actors (``--actor``): ``mlp`` (SB3's usual Gaussian MLP head on the fused features) or ``servo``
+(the student's structure: the grasp head's estimate through the fixed servo law,
+``policies.rl.make_servo_ppo``). With ``servo`` the pretrained arms start from the run's
+``pretrained_policy.pt`` (encoder + grasp head after pretraining on privileged sim labels, before any
+imitation) and the random arms from the same architecture freshly initialised.
+
+    python scripts/bench_ppo_encoder.py --encoder runs/x/encoder.pt --actor servo --steps 10000
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=30000, help="PPO env steps per arm (default 30000)")
     p.add_argument("--eval-episodes", type=int, default=100, help="evaluation episodes per arm (default 100)")
     p.add_argument("--arms", nargs="+", default=["pretrained-frozen", "random"], choices=ARMS)
+    p.add_argument("--actor", choices=("mlp", "servo"), default="mlp")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="env processes for PPO")
     p.add_argument("--json", type=Path, help="also write results here")
@@ -69,7 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from policies.encoders import Encoder, load_encoder
-    from policies.rl import make_env, make_model
+    from policies.policy import GraspPolicy
+    from policies.rl import make_env, make_model, make_servo_ppo
+
+    pretrained_policy = args.encoder.parent / "pretrained_policy.pt"
+    if args.actor == "servo" and not pretrained_policy.is_file():
+        p.error(f"--actor servo: needs {pretrained_policy} next to the encoder (a train_sim.py run)")
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     train_kw = {"image_size": 64, "randomization": "full", "objects": "train"}
@@ -82,13 +96,18 @@ def main(argv: list[str] | None = None) -> int:
         env = make_env(train_kw, workers=args.workers, seed=args.seed)
         t0 = time.time()
         try:
-            model = make_model("ppo", env, encoder=encoder, freeze=arm.endswith("frozen"), seed=args.seed)
+            if args.actor == "servo":
+                start = GraspPolicy.load(pretrained_policy) if arm.startswith("pretrained") else \
+                    GraspPolicy(pretrained.spec, control="servo")
+                model = make_servo_ppo(env, start, freeze=arm.endswith("frozen"), seed=args.seed)
+            else:
+                model = make_model("ppo", env, encoder=encoder, freeze=arm.endswith("frozen"), seed=args.seed)
             model.learn(total_timesteps=args.steps, progress_bar=True)
         finally:
             env.close()
         train_s = time.time() - t0
         res = evaluate(model, args.eval_episodes, 50_000 + args.seed, eval_kw)
-        res.update(train_s=round(train_s, 1), env_steps=args.steps)
+        res.update(train_s=round(train_s, 1), env_steps=args.steps, actor=args.actor)
         results[arm] = res
         print(f"{arm}: success {res['success_rate']:.1%} ({res['episodes']} ep, CI {res['ci95'][0]:.1%}-"
               f"{res['ci95'][1]:.1%}), return {res['mean_return']:.2f}, {train_s:.0f} s", flush=True)

@@ -7,8 +7,16 @@ import pytest
 import torch
 
 import envs  # noqa: F401
+from policies.encoders import Encoder
 from policies.policy import GraspPolicy
-from policies.rl import StateTeacher, load_bc_into_sb3, make_model, sb3_into_policy, train_state_teacher
+from policies.rl import (
+    StateTeacher,
+    load_bc_into_sb3,
+    make_model,
+    make_servo_ppo,
+    sb3_into_policy,
+    train_state_teacher,
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +53,37 @@ def test_ppo_round_trip_copies_weights_back(env):
     got = other.act(obs["image"], obs["proprio"])[:4]
     np.testing.assert_allclose(np.arctanh(np.clip(got, -0.999999, 0.999999)), mean.numpy()[:4], rtol=1e-4, atol=1e-4)
     assert np.all(np.sign(got) == np.sign(expected))
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_a_pretrained_encoder_survives_sb3_initialisation(env, algo):
+    # SB3's ActorCriticPolicy re-initialises its features extractor orthogonally after building it.
+    torch.manual_seed(3)
+    encoder = Encoder()
+    expected = {k: v.clone() for k, v in encoder.state_dict().items()}
+    extra = {"buffer_size": 100} if algo == "sac" else {}
+    model = make_model(algo, env, encoder=encoder, freeze=True, seed=0, **extra)
+    got = model.policy.features_extractor.fusion.encoder.state_dict() if algo == "ppo" else \
+        model.policy.actor.features_extractor.fusion.encoder.state_dict()
+    for key, value in expected.items():
+        assert torch.equal(got[key], value), key
+
+
+def test_servo_ppo_starts_as_the_policy_it_was_given_and_trains_its_grasp_head(env):
+    torch.manual_seed(4)
+    policy = GraspPolicy(control="servo").eval()
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    model = make_servo_ppo(env, policy, freeze=True, seed=0, n_steps=16, batch_size=16)
+    obs, _ = env.reset(seed=5)
+    sb3_action, _ = model.predict(obs, deterministic=True)
+    np.testing.assert_allclose(sb3_action, policy.act(obs["image"], obs["proprio"]), atol=1e-5)
+    head = [p.clone() for p in model.policy.action_net.parameters()]
+    encoder = {k: v.clone() for k, v in model.policy.features_extractor.fusion.encoder.state_dict().items()}
+    model.learn(total_timesteps=16)
+    assert any(not torch.equal(a, b) for a, b in zip(head, model.policy.action_net.parameters(), strict=True))
+    after = model.policy.features_extractor.fusion.encoder.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in encoder.items())  # frozen: weights and BN statistics
+    assert all(torch.equal(policy.state_dict()[k], v) for k, v in before.items())  # the given policy is untouched
 
 
 def test_state_teacher_labels_a_pixel_env(env):
