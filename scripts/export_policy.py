@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run", type=Path, help="run directory (scripts/train_sim.py or scripts/adapt_real.py)")
     p.add_argument("--out", type=Path, help="output folder (default: the run directory)")
     p.add_argument("--control-hz", type=float, help="control rate written to policy.json (default: the env's, 10)")
+    p.add_argument("--torchscript", action="store_true",
+                   help="also write policy.ts (TorchScript, for libtorch controllers), parity-checked")
     args = p.parse_args(argv)
     if args.control_hz is not None and not args.control_hz > 0:
         p.error(f"--control-hz: must be positive, got {args.control_hz}")
@@ -30,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from sim2real.export import ExportError, export_policy
 
     try:
-        export_policy(args.run, args.out, control_hz=args.control_hz)
+        export_policy(args.run, args.out, control_hz=args.control_hz, torchscript=args.torchscript)
     except (ExportError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -71,11 +71,14 @@ def parity_batch(run_dir: Path | None, image_size: int, n: int = 64, seed: int =
 
 
 def export_policy(run_dir: str | Path, out_dir: str | Path | None = None, control_hz: float | None = None,
-                  log=print, observations: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+                  log=print, observations: tuple[np.ndarray, np.ndarray] | None = None,
+                  torchscript: bool = False) -> dict[str, Any]:
     """Export ``run_dir/policy.pt`` to ``out_dir`` (default: the run directory). Returns policy.json's
     content. Raises ExportError (with the reason) when the parity check fails. ``observations``:
     (images uint8 (N, S, S, 3), proprio (N, 5)) for the parity check, e.g. the real images an adapted
-    run was trained on; default ``parity_batch`` (the run's own data, else synthetic)."""
+    run was trained on; default ``parity_batch`` (the run's own data, else synthetic). ``torchscript``:
+    also write ``policy.ts`` (``torch.jit.trace`` of the same graph, parity-checked the same way; for
+    C++ / libtorch controllers), named with its sha256 in policy.json."""
     import onnxruntime as ort
 
     from envs.config import EnvConfig
@@ -118,6 +121,15 @@ def export_policy(run_dir: str | Path, out_dir: str | Path | None = None, contro
         rows = np.flatnonzero(err.max(axis=1) > PARITY_TOL).tolist()
         raise ExportError(f"parity check failed: onnxruntime and torch differ by up to {err.max():.2e} "
                           f"(> {PARITY_TOL:.0e}) on rows {rows[:10]} of {len(images)}; nothing was written")
+    script = None
+    if torchscript:
+        with torch.no_grad():
+            script = torch.jit.trace(wrapper, (torch.from_numpy(images[:2]), torch.from_numpy(proprio[:2])))
+            traced = script(torch.from_numpy(images), torch.from_numpy(proprio)).numpy()
+            ts_err = float(np.abs(traced - torch_out).max())
+        if not ts_err <= PARITY_TOL:
+            raise ExportError(f"TorchScript parity check failed: traced and eager torch differ by {ts_err:.2e} "
+                              f"(> {PARITY_TOL:.0e}); nothing was written")
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "policy.onnx"
     atomic_write_bytes(onnx_path, model)
@@ -150,6 +162,12 @@ def export_policy(run_dir: str | Path, out_dir: str | Path | None = None, contro
         "versions": {**environment_info().get("versions", {}), "python": platform.python_version(),
                      "onnxruntime": ort.__version__},
     }
+    if script is not None:
+        ts_buf = io.BytesIO()
+        torch.jit.save(script, ts_buf)
+        atomic_write_bytes(out_dir / "policy.ts", ts_buf.getvalue())
+        spec["torchscript"] = {"file": "policy.ts", "sha256": sha256(out_dir / "policy.ts"),
+                               "api": "torch.jit.trace", "parity_max_abs_err": ts_err}
     atomic_write_json(out_dir / "policy.json", spec)
     log(f"wrote {onnx_path} ({len(model) / 1024:.0f} kB) and policy.json; parity max |diff| {err.max():.1e} "
         f"on {len(images)} observations")

@@ -116,9 +116,21 @@ def test_export_fails_loudly_and_writes_nothing_when_parity_breaks(fake_run, tmp
 
 
 def test_export_script(fake_run, tmp_path):
-    proc = run("scripts/export_policy.py", str(fake_run), "--out", str(tmp_path / "deploy"))
+    proc = run("scripts/export_policy.py", str(fake_run), "--out", str(tmp_path / "deploy"), "--torchscript")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "deploy" / "policy.onnx").is_file() and "parity" in proc.stdout
+    import torch
+
+    from sim2real.runtime import OnnxPolicy, sha256
+
+    spec = json.loads((tmp_path / "deploy" / "policy.json").read_text())
+    ts = tmp_path / "deploy" / "policy.ts"
+    assert spec["torchscript"]["sha256"] == sha256(ts) and spec["torchscript"]["parity_max_abs_err"] <= 1e-5
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    proprio = np.tile(np.array([0.55, 0.0, 0.2, 0.3, 0.08], np.float32), (3, 1))
+    scripted = torch.jit.load(str(ts))(torch.from_numpy(image), torch.from_numpy(proprio)).detach().numpy()
+    np.testing.assert_allclose(scripted, OnnxPolicy(tmp_path / "deploy").act(image, proprio), atol=1e-5)
     proc = run("scripts/export_policy.py", str(tmp_path / "nothing"))
     assert proc.returncode == 2 and "no policy.pt" in proc.stderr
 
