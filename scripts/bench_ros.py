@@ -87,7 +87,9 @@ def _markdown(result: dict) -> str:
         lines.append(f"| ROS 2, {r['rate_hz']:g} Hz | {s['success_rate']:.1%} ({s['ci95'][0]:.1%}-{s['ci95'][1]:.1%}) "
                      f"| {r['fresh_fraction']:.1%} | {lat.get('p50', float('nan')):.1f} / "
                      f"{lat.get('p99', float('nan')):.1f} ms | {wd_text} |")
-    lines += ["", f"Same outcome as in-process on {result['agreement']}.", ""]
+    lines += ["", f"Same outcome as in-process on {result['agreement']}.",
+              "Policy node exit status per rate: " + ", ".join(f"{r['rate_hz']:g} Hz: {r['policy_node_exit']}"
+                                                              for r in result["rates"]) + ".", ""]
     return "\n".join(lines)
 
 
@@ -140,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         report["success"] = success_summary(sum(ros_success.values()), len(seeds))
         same = sum(ros_success.get(s) == ip_success[s] for s in seeds)
         agreement.append(f"{same}/{len(seeds)} seeds at {rate:g} Hz")
+        if report["policy_node_exit"] != 0:
+            print(f"warning: the policy node exited with status {report['policy_node_exit']} at {rate:g} Hz "
+                  f"(see {args.out}/policy-node-{rate:g}hz.log)", file=sys.stderr)
         if report["episodes"] < len(seeds):
             print(f"warning: {rate:g} Hz finished only {report['episodes']}/{len(seeds)} episodes "
                   f"(see {args.out}/policy-node-{rate:g}hz.log)", file=sys.stderr)

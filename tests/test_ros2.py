@@ -148,6 +148,11 @@ def test_emergency_stop_and_bad_images_over_dds(exported, tmp_path, own_domain):
         after = [moving for t, moving in probe.twists if t > t_stop + 1 / RATE]
         assert after and not any(after)  # zero from the next period on, while images keep coming
 
+        probe.pubs["reset"].publish(probe.types["Empty"]())  # the button still reads pressed: ignored
+        probe.spin_for(0.5)
+        assert not any(moving for t, moving in probe.twists if t > t_stop + 1 / RATE)
+        probe.pubs["estop"].publish(probe.types["Bool"](data=False))
+        probe.spin_for(0.2)
         probe.pubs["reset"].publish(probe.types["Empty"]())
         t_reset = time.monotonic()
         probe.spin_for(1.0)
@@ -165,7 +170,7 @@ def test_emergency_stop_and_bad_images_over_dds(exported, tmp_path, own_domain):
     node = json.loads(stats.read_text())
     assert node["rejected"] >= 5 and any("size 50x50" in k for k in node["reject_reasons"])
     log = (tmp_path / "node.log").read_text()
-    assert "EMERGENCY STOP" in log and "image rejected: size 50x50" in log
+    assert "EMERGENCY STOP" in log and "still reads engaged" in log and "image rejected: size 50x50" in log
 
 
 def run_script(*args):

@@ -40,7 +40,7 @@ class FakePolicy:
 def make_loop(**cfg) -> tuple[PolicyLoop, FakePolicy, list[str]]:
     warnings: list[str] = []
     policy = FakePolicy()
-    safety = {"max_linear_speed": 10.0, "max_angular_speed": 10.0, **cfg.pop("safety", {})}
+    safety = {"max_linear_speed": 2.0, "max_angular_speed": 6.0, **cfg.pop("safety", {})}
     loop = PolicyLoop(policy, DeployConfig(safety=safety, **cfg), warn=warnings.append)
     return loop, policy, warnings
 
@@ -48,9 +48,8 @@ def make_loop(**cfg) -> tuple[PolicyLoop, FakePolicy, list[str]]:
 def feed(loop, t, stamp=None, image=IMAGE, pos=(0.55, 0.0, 0.2), yaw=0.3, opening=0.06):
     """State, gripper and image of one camera frame at time t (stamps = t unless given)."""
     stamp = t if stamp is None else stamp
-    loop.on_state(pos, yaw, stamp, t)
-    loop.on_gripper(opening, t, stamp)
-    return loop.on_image(image, stamp, t)
+    outs = [loop.on_state(pos, yaw, stamp, t), loop.on_gripper(opening, t, stamp), loop.on_image(image, stamp, t)]
+    return next((o for o in reversed(outs) if o is not None), None)  # what a transport would have sent last
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -125,9 +124,10 @@ def test_emergency_stop_is_immediate_latched_and_released_by_reset():
     assert out.command.is_zero and "emergency stop" in out.command.reasons
     assert any("EMERGENCY STOP" in w for w in warnings)
     assert loop.on_estop(False, 1.02) is None                 # releasing the button does not release
-    assert feed(loop, 1.1).command.is_zero
+    assert feed(loop, 1.1) is None                            # frames do not run the policy while stopped
+    assert loop.on_timer(1.15).command.is_zero                # the timer keeps sending zero
     calls = len(policy.calls)
-    assert loop.on_timer(1.2).command.is_zero and len(policy.calls) == calls  # the policy does not even run
+    assert loop.on_timer(1.25).command.is_zero and len(policy.calls) == calls  # the policy does not even run
     loop.on_reset(1.25)
     assert not feed(loop, 1.3).command.is_zero
 
@@ -197,6 +197,13 @@ def test_config_from_yaml_with_flags_on_top(tmp_path):
     ("- a list\n", "expected a mapping"),
     ("topics: {image: ''}\n", "topics.image"),
     ("topics: {estop: /stop, reset: /stop}\n", "topics.reset: '/stop' is also topics.estop"),
+    ("frame_id: ''\n", "frame_id"),
+    ("gripper_joints: panda_finger_joint1\n", "gripper_joints"),
+    ("image_sizes: [[0, -5]]\n", "image_sizes"),
+    ("safety: {max_linear_speed: 50}\n", "max_linear_speed"),
+    ("safety: {max_linear_speed: true}\n", "max_linear_speed"),
+    ("safety: {workspace_low: [a, b, c]}\n", "workspace"),
+    ("state_timeout_s: 60\n", "state_timeout_s"),
 ])
 def test_bad_config_names_the_file_and_the_setting(tmp_path, text, message):
     path = tmp_path / "deploy.yaml"
@@ -260,3 +267,52 @@ def test_unstamped_messages_do_not_hold_frames_back():
     loop.on_state((0.55, 0, 0.2), 0.0, 0.0, 1.0)  # stamp 0: an unstamped message
     loop.on_gripper(0.05, 1.0, None)
     assert loop.on_image(IMAGE, 5.0, 1.0).fresh
+
+
+def test_reset_does_not_release_an_estop_that_still_reads_engaged():
+    loop, _, warnings = make_loop()
+    feed(loop, 1.0)
+    loop.on_estop(True, 1.01)
+    loop.on_reset(1.02)                       # an episode manager resetting: the button is still pressed
+    assert feed(loop, 1.1) is None and any("still reads engaged" in w for w in warnings)
+    assert loop.on_timer(1.12).command.is_zero
+    loop.on_estop(False, 1.15)
+    assert feed(loop, 1.2) is None and loop.on_timer(1.22).command.is_zero  # released, latched until a reset
+    loop.on_reset(1.25)
+    assert not feed(loop, 1.3).command.is_zero
+
+
+def test_a_frozen_camera_repeating_its_stamp_does_not_feed_the_watchdog():
+    loop, _, warnings = make_loop()
+    feed(loop, 1.0, stamp=5.0)
+    for k in range(1, 5):
+        t = 1.0 + 0.1 * k
+        loop.on_state((0.55, 0, 0.2), 0.3, 5.0 + 0.1 * k, t)
+        loop.on_gripper(0.06, t, 5.0 + 0.1 * k)
+        assert loop.on_image(IMAGE, 5.0, t) is None  # same stamp again
+    assert "stamp did not advance" in warnings[0] and loop.stats.rejected == 4
+    assert loop.on_timer(1.5).command.is_zero
+
+
+def test_a_pose_in_another_frame_is_dropped_and_a_stale_gripper_stops_the_arm():
+    loop, _, warnings = make_loop()
+    assert loop.on_state((0.55, 0, 0.2), 0.3, 1.0, 1.0, frame="camera_link") is None
+    assert "frame 'camera_link'" in warnings[0] and loop._state is None
+    feed(loop, 2.0)
+    loop.on_state((0.55, 0, 0.2), 0.3, 2.3, 2.3)
+    loop.on_image(IMAGE, 2.3, 2.3)                # pose and image fresh, gripper 0.3 s old
+    out = loop.on_timer(2.35)
+    assert out.command.is_zero and any("stale gripper state" in r for r in out.command.reasons)
+
+
+def test_a_loop_slower_than_the_policy_rate_is_refused():
+    with pytest.raises(ValueError, match="below the policy's control rate"):
+        make_loop(rate_hz=5.0)
+
+
+def test_the_required_estop_publisher_must_be_there():
+    loop, _, _ = make_loop(estop_required=True)
+    loop.estop_connected = False
+    assert feed(loop, 1.0) is None and "no e-stop publisher" in " ".join(loop.on_timer(1.05).command.reasons)
+    loop.estop_connected = True
+    assert not feed(loop, 1.1).command.is_zero

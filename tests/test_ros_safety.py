@@ -16,7 +16,7 @@ def gate(**kw) -> SafetyGate:
 
 
 def test_actions_become_twists_in_speed_units():
-    cmd = gate(max_linear_speed=10.0).command(np.array([0.5, -0.25, 0.0, 0.4, 1.0]), CENTRE, 0.05)
+    cmd = gate(max_linear_speed=2.0).command(np.array([0.5, -0.25, 0.0, 0.4, 1.0]), CENTRE, 0.05)
     np.testing.assert_allclose(cmd.linear, [0.2, -0.1, 0.0])  # 0.5 x 0.04 m/step x 10 Hz
     np.testing.assert_allclose(cmd.angular, [0.0, 0.0, 1.0])  # 0.4 x 0.25 rad x 10 Hz
     assert cmd.gripper == 1.0 and cmd.reasons == []
@@ -61,9 +61,22 @@ def test_emergency_stop_latches_until_reset():
     assert not g.command(act, CENTRE, 0.01).is_zero
 
 
+def test_the_workspace_clamp_looks_ahead_so_the_hand_never_passes_the_wall():
+    g = gate(max_linear_speed=0.25, workspace_low=(0.3, -0.3, 0.005), workspace_high=(0.8, 0.3, 0.4))
+    near_floor = np.array([0.55, 0.0, 0.006])
+    cmd = g.command(np.array([0, 0, -1.0, 0, 1.0]), near_floor, 0.05)  # one period = 0.1 s
+    assert near_floor[2] + cmd.linear[2] * 0.1 == pytest.approx(0.005) and "workspace" in cmd.reasons[-1]
+    # an older position (here 0.4 s of uncertainty) leaves less room per second
+    slow = g.command(np.array([0, 0, -1.0, 0, 1.0]), np.array([0.55, 0.0, 0.105]), 0.05, horizon_s=0.4)
+    assert 0.105 + slow.linear[2] * 0.4 == pytest.approx(0.005)
+    far = g.command(np.array([0, 0, -1.0, 0, 1.0]), np.array([0.55, 0.0, 0.2]), 0.05)
+    assert far.linear[2] == pytest.approx(-0.25) and not far.reasons[1:]
+
+
 def test_episode_time_limit():
-    g = gate(max_episode_s=5.0, stale_after_s=100.0)
+    g = gate(max_episode_s=5.0, stale_after_s=2.0)
     act = np.array([1.0, 0, 0, 0, 1.0])
+    g.image_received(4.8)
     assert not g.command(act, CENTRE, 4.9).is_zero
     assert "episode time" in g.command(act, CENTRE, 5.1).reasons[0]
     g.new_episode()

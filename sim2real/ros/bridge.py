@@ -361,7 +361,9 @@ class RosbridgeClient:
             except Exception as e:  # noqa: BLE001
                 self._drop("ee_pose", e)
                 return
-            self._call("state", self.loop.on_state, position, yaw_of(*quaternion), stamp, time.monotonic())
+            frame = msg.get("header", {}).get("frame_id") if isinstance(msg, dict) else None
+            self._call("state", self.loop.on_state, position, yaw_of(*quaternion), stamp, time.monotonic(), None,
+                       frame if isinstance(frame, str) else None)
         elif kind == "gripper":
             try:
                 opening = self._opening(msg)

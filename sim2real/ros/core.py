@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -59,7 +60,9 @@ class DeployConfig:
     "raw", "compressed" or "auto" (from the topic name). ``image_sizes``: accepted (width, height);
     empty: the policy's input size and its calibrated camera's size. ``gripper_joints``: the joints of
     ``gripper_state`` whose positions add up to the opening (empty: all). ``state_timeout_s``: an
-    end-effector state older than this stops the arm (the workspace clamp needs a fresh position).
+    end-effector or gripper state older than this stops the arm (the workspace clamp needs a fresh
+    position; None: 1.5 loop periods). ``estop_required``: treat "nobody publishes on the e-stop
+    topic" as a stop (for rigs whose e-stop node must be up before the arm may move).
     """
 
     topics: Topics = field(default_factory=Topics)
@@ -69,8 +72,9 @@ class DeployConfig:
     image_type: str = "auto"
     image_sizes: list[tuple[int, int]] = field(default_factory=list)
     gripper_joints: list[str] = field(default_factory=list)
-    state_timeout_s: float = 0.5
+    state_timeout_s: float | None = None
     sync_slop: float = 0.25
+    estop_required: bool = False
     safety: SafetyConfig = field(default_factory=SafetyConfig)
 
     def __post_init__(self) -> None:
@@ -82,15 +86,25 @@ class DeployConfig:
             raise ValueError(f"trigger: {self.trigger!r} is not one of {TRIGGERS}")
         if self.image_type not in ("auto", "raw", "compressed"):
             raise ValueError(f"image_type: {self.image_type!r} is not one of auto, raw, compressed")
-        if self.rate_hz is not None and not (math.isfinite(self.rate_hz) and 0 < self.rate_hz <= 1000):
+        if self.rate_hz is not None and not (_number(self.rate_hz) and 0 < self.rate_hz <= 1000):
             raise ValueError(f"rate_hz: must be in (0, 1000] Hz, got {self.rate_hz!r}")
-        for name in ("state_timeout_s", "sync_slop"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
-                raise ValueError(f"{name}: must be a positive number, got {getattr(self, name)!r}")
+        if self.state_timeout_s is not None and not (_number(self.state_timeout_s) and 0 < self.state_timeout_s <= 2):
+            raise ValueError(f"state_timeout_s: must be in (0, 2] s, got {self.state_timeout_s!r}")
+        if not (_number(self.sync_slop) and 0 < self.sync_slop <= 1):
+            raise ValueError(f"sync_slop: must be in (0, 1] periods, got {self.sync_slop!r}")
+        if not isinstance(self.estop_required, bool):
+            raise ValueError(f"estop_required: must be true or false, got {self.estop_required!r}")
+        if not (isinstance(self.frame_id, str) and self.frame_id.strip()):
+            # An empty frame makes MoveIt Servo fall back to its own default command frame.
+            raise ValueError(f"frame_id: must name the robot base frame, got {self.frame_id!r}")
+        if not (isinstance(self.gripper_joints, list) and all(isinstance(j, str) for j in self.gripper_joints)):
+            raise ValueError(f"gripper_joints: expected a list of joint names, got {self.gripper_joints!r}")
         try:
             self.image_sizes = [(int(w), int(h)) for w, h in self.image_sizes]
         except (TypeError, ValueError):
             raise ValueError(f"image_sizes: expected a list of [width, height], got {self.image_sizes!r}") from None
+        if any(w < 8 or h < 8 for w, h in self.image_sizes):
+            raise ValueError(f"image_sizes: every width and height must be at least 8 px, got {self.image_sizes}")
         seen: dict[str, str] = {}
         for name, topic in asdict(self.topics).items():
             if not (isinstance(topic, str) and topic.strip()):
@@ -139,6 +153,10 @@ class DeployConfig:
         return asdict(self)
 
 
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _stamp(stamp: float | None) -> float | None:
     """A header stamp in s; zero (an unstamped message) counts as none."""
     return float(stamp) if stamp is not None and stamp > 0 else None
@@ -178,12 +196,13 @@ class LoopStats:
     inferences: int = 0
     commands: int = 0
     zero_commands: int = 0
-    latency_node: list[float] = field(default_factory=list)
-    latency_stamp: list[float] = field(default_factory=list)
+    latency_node: deque = field(default_factory=lambda: deque(maxlen=100_000))    # bounded: runs last hours
+    latency_stamp: deque = field(default_factory=lambda: deque(maxlen=100_000))
     reject_reasons: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict:
         def pct(x):
+            x = list(x)
             return {p: float(np.percentile(x, q)) * 1e3 for p, q in (("p50_ms", 50), ("p99_ms", 99))} if x else {}
 
         return {"images": self.images, "rejected": self.rejected, "states": self.states,
@@ -202,7 +221,14 @@ class PolicyLoop:
         spec = policy.spec
         self.control_hz = float(spec["control_hz"])
         self.rate_hz = float(config.rate_hz or self.control_hz)
+        if self.rate_hz < self.control_hz:
+            # Commands are velocities held until the next one: a slower loop would move the arm further
+            # per policy step than training ever did.
+            raise ValueError(f"rate_hz: {self.rate_hz:g} Hz is below the policy's control rate "
+                             f"{self.control_hz:g} Hz; each command would be held longer than in training")
         self.period = 1.0 / self.rate_hz
+        self.state_timeout = config.state_timeout_s or 1.5 * self.period
+        self.estop_connected = True  # transports that can tell set this (DeployConfig.estop_required)
         safety = config.safety
         if safety.stale_after_s is None:  # 1.5 periods of *this* loop, which may run faster than control_hz
             safety = SafetyConfig(**{**asdict(safety), "stale_after_s": 1.5 * self.period})
@@ -221,6 +247,8 @@ class PolicyLoop:
         self._state: np.ndarray | None = None       # x, y, z, yaw (m, rad)
         self._opening: float | None = None          # m
         self._opening_stamp: float | None = None
+        self._opening_arrival = -math.inf
+        self._estop_pressed = False
         self._state_stamp: float | None = None
         self._state_arrival = -math.inf
         self._last_publish = -math.inf
@@ -229,28 +257,40 @@ class PolicyLoop:
         self._warned: dict[str, float] = {}
 
     # ------------------------------------------------------------------ inputs
-    def on_image(self, image, stamp: float | None, now: float) -> Output | None:
-        """A decoded frame (RGB uint8 (H, W, 3)) or the text of why it could not be decoded."""
+    def on_image(self, image, stamp: float | None, now: float, arrival: float | None = None) -> Output | None:
+        """A decoded frame (RGB uint8 (H, W, 3)) or the text of why it could not be decoded. ``arrival``:
+        when the middleware received it (same clock as ``now``; default ``now``), so time spent queued
+        counts against the watchdog and the latency."""
         self.stats.images += 1
+        arrival = now if arrival is None else min(arrival, now)
+        stamp = _stamp(stamp)
         problem = image if isinstance(image, str) else check_image(image)
+        if problem is None and stamp is not None and self._image_stamp is not None and stamp <= self._image_stamp:
+            # A driver re-sending its last frame must not keep the watchdog happy.
+            problem = f"stamp did not advance ({stamp:.6f} s after {self._image_stamp:.6f} s)"
         if problem is None and (image.shape[1], image.shape[0]) not in self.image_sizes:
             problem = f"size {image.shape[1]}x{image.shape[0]}, expected one of " + \
                 ", ".join(f"{w}x{h}" for w, h in self.image_sizes)
         if problem is not None:
             self.stats.rejected += 1
-            key = problem.split(",")[0][:40]
+            key = problem.split(",")[0].split(" (")[0][:40]  # the kind of problem, not its numbers
             self.stats.reject_reasons[key] = self.stats.reject_reasons.get(key, 0) + 1
             self.warn(f"image rejected: {problem}", key="image:" + key, now=now)
             return None
-        self._image, self._image_stamp, self._image_arrival = image, _stamp(stamp), now
+        self._image, self._image_stamp, self._image_arrival = image, stamp, arrival
         self._image_seq += 1
-        self.gate.image_received(now)
+        self.gate.image_received(arrival)
         return self._maybe_tick(now)
 
     def on_state(self, position, yaw: float | None, stamp: float | None, now: float,
-                 opening: float | None = None) -> Output | None:
+                 opening: float | None = None, frame: str | None = None) -> Output | None:
         """End-effector position (3,) m and yaw rad in the base frame; ``opening`` (m) when the
-        gripper state comes with it (else ``on_gripper``)."""
+        gripper state comes with it (else ``on_gripper``); ``frame``: the pose's frame_id, which must be
+        ``config.frame_id`` when given (a pose in another frame is dropped: the arm then stops once the
+        last good one is stale)."""
+        if frame and frame != self.config.frame_id:
+            self.warn(f"ee_pose in frame {frame!r}, expected {self.config.frame_id!r}: dropped", key="frame", now=now)
+            return None
         pos = np.asarray(position, dtype=float).reshape(-1)
         if pos.shape != (3,) or yaw is None or not (np.isfinite(pos).all() and math.isfinite(yaw)):
             self.warn(f"end-effector state rejected: position {pos.tolist()}, yaw {yaw}", key="state", now=now)
@@ -259,19 +299,21 @@ class PolicyLoop:
         self._state = np.array([*pos, yaw])
         self._state_stamp, self._state_arrival = _stamp(stamp), now
         if opening is not None:
-            self._opening, self._opening_stamp = float(opening), _stamp(stamp)
+            self._opening, self._opening_stamp, self._opening_arrival = float(opening), _stamp(stamp), now
         return self._maybe_tick(now)
 
     def on_gripper(self, opening: float, now: float, stamp: float | None = None) -> Output | None:
         """Gripper opening (m) from the gripper state; ``stamp`` (s) its header stamp."""
-        if not math.isfinite(opening) or opening < 0:
+        if not math.isfinite(opening) or opening < -0.005:  # a shut gripper may read slightly negative
             self.warn(f"gripper opening rejected: {opening}", key="gripper", now=now)
             return None
-        self._opening, self._opening_stamp = float(opening), _stamp(stamp)
+        self._opening, self._opening_stamp, self._opening_arrival = max(float(opening), 0.0), _stamp(stamp), now
         return self._maybe_tick(now)
 
     def on_estop(self, engaged: bool, now: float) -> Output | None:
-        """Engaging publishes the zero at once; releasing is ignored (``on_reset`` releases)."""
+        """Engaging publishes the zero at once. Releasing the button alone does not release the stop:
+        a reset message does, and only once the button reads released."""
+        self._estop_pressed = bool(engaged)
         if not engaged:
             return None
         if not self.gate.estopped:
@@ -280,10 +322,13 @@ class PolicyLoop:
         return self._publish(now, self.gate.zero(["emergency stop"]), None)
 
     def on_reset(self, now: float) -> None:
-        """A new episode: restarts the episode clock and releases the emergency stop."""
-        # The newest frame is kept: the reset and the episode's first frame travel on different topics
-        # and may arrive in either order.
-        self.gate.started = None
+        """A new episode: restarts the episode clock and releases the emergency stop, unless the e-stop
+        still reads engaged. The newest frame is kept: the reset and the episode's first frame travel on
+        different topics and may arrive in either order."""
+        self.gate.new_episode()
+        if self._estop_pressed:
+            self.warn("reset ignored for the emergency stop: it still reads engaged", key="reset", now=now)
+            return
         self.gate.reset_estop()
 
     def on_timer(self, now: float) -> Output | None:
@@ -304,10 +349,14 @@ class PolicyLoop:
         reasons = self.gate.stop_reasons(now)
         if self._state is None:
             reasons.append("no end-effector state yet")
-        elif now - self._state_arrival > self.config.state_timeout_s:
+        elif now - self._state_arrival > self.state_timeout:
             reasons.append(f"stale end-effector state ({now - self._state_arrival:.3f} s old)")
         if self._opening is None:
             reasons.append("no gripper state yet")
+        elif now - self._opening_arrival > self.state_timeout:
+            reasons.append(f"stale gripper state ({now - self._opening_arrival:.3f} s old)")
+        if self.config.estop_required and not self.estop_connected:
+            reasons.append("no e-stop publisher (estop_required)")
         return reasons
 
     def _maybe_tick(self, now: float) -> Output | None:
@@ -320,6 +369,8 @@ class PolicyLoop:
             oldest = self._image_stamp - self.config.sync_slop * self.period
             if any(s is not None and s < oldest for s in (self._state_stamp, self._opening_stamp)):
                 return None  # wait for the state that goes with this image
+        if self._stop_reasons(now):
+            return None  # stopped: the timer and the watchdog send the zeros, not every state message
         return self._tick(now)
 
     def _tick(self, now: float) -> Output:
@@ -331,7 +382,9 @@ class PolicyLoop:
         action = self.policy.act(self._image, proprio)
         inference = time.perf_counter() - t0
         self.stats.inferences += 1
-        command = self.gate.command(action, self._state[:3], now)
+        # The command may act for a period, from a position that is itself this old.
+        horizon = self.period + max(0.0, now - self._state_arrival)
+        command = self.gate.command(action, self._state[:3], now, horizon_s=horizon)
         fresh = self._image_seq != self._acted_seq
         self._acted_seq = self._image_seq
         if fresh:

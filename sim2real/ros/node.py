@@ -16,12 +16,17 @@ topic                type                                   meaning
 ``trace``            std_msgs/Header (out)                  stamp of the image behind the last command
 ===================  =====================================  ==========================================
 
-Camera and state use the sensor-data QoS (best effort, newest only): an old frame is worth nothing.
-Commands and the e-stop are reliable. All behaviour lives in ``sim2real.ros.core.PolicyLoop``.
+Camera and state are best effort, newest only (a queued old frame is worth nothing; a frame's age is
+taken from when the middleware received it). Commands are reliable with depth 1 (a late velocity
+should be replaced, not delivered in a burst); the e-stop is reliable. All behaviour lives in
+``sim2real.ros.core.PolicyLoop``; an exception there (e.g. in the policy) sends a zero twist and the
+node keeps running.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 
 from sim2real.ros.core import DeployConfig, Output, PolicyLoop
@@ -37,59 +42,73 @@ def make_policy_node(loop: PolicyLoop, config: DeployConfig, name: str = "sim2re
     """An rclpy ``Node`` driving ``loop``; ``rclpy.init()`` must have been called."""
     from geometry_msgs.msg import PoseStamped, TwistStamped
     from rclpy.node import Node
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CompressedImage, Image, JointState
     from std_msgs.msg import Bool, Empty, Float64, Header
 
     topics = config.topics
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    newest = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
+    command_qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
 
     class PolicyNode(Node):
         def __init__(self) -> None:
             super().__init__(name)
             self.loop = loop
-            self.twist_pub = self.create_publisher(TwistStamped, topics.twist, reliable)
-            self.gripper_pub = self.create_publisher(Float64, topics.gripper_command, reliable)
+            self.twist_pub = self.create_publisher(TwistStamped, topics.twist, command_qos)
+            self.gripper_pub = self.create_publisher(Float64, topics.gripper_command, command_qos)
             self.trace_pub = self.create_publisher(Header, topics.trace, reliable)
             if config.compressed:
-                self.create_subscription(CompressedImage, topics.image, self.on_compressed, qos_profile_sensor_data)
+                self.create_subscription(CompressedImage, topics.image, self.on_compressed, newest)
             else:
-                self.create_subscription(Image, topics.image, self.on_image, qos_profile_sensor_data)
-            self.create_subscription(PoseStamped, topics.ee_pose, self.on_pose, qos_profile_sensor_data)
-            self.create_subscription(JointState, topics.gripper_state, self.on_joints, qos_profile_sensor_data)
-            self.create_subscription(Bool, topics.estop, self.on_estop, reliable)
+                self.create_subscription(Image, topics.image, self.on_image, newest)
+            self.create_subscription(PoseStamped, topics.ee_pose, self.on_pose, newest)
+            self.create_subscription(JointState, topics.gripper_state, self.on_joints, newest)
+            self.estop_sub = self.create_subscription(Bool, topics.estop, self.on_estop, reliable)
             self.create_subscription(Empty, topics.reset, self.on_reset, reliable)
-            self.create_timer(loop.period, lambda: self.send(loop.on_timer(time.monotonic())))
-            self.create_timer(loop.period / 4.0, lambda: self.send(loop.on_watchdog(time.monotonic())))
+            self.create_timer(loop.period, lambda: self.run("control timer", loop.on_timer, time.monotonic()))
+            self.create_timer(loop.period / 4.0, self.on_watchdog)
             self.get_logger().info(
                 f"policy at {loop.rate_hz:g} Hz (trigger {config.trigger}); {topics.image} -> {topics.twist} "
                 f"in {config.frame_id}; images {', '.join(f'{w}x{h}' for w, h in loop.image_sizes)}")
             loop._warn = self.get_logger().warning
 
+        def run(self, what: str, fn, *args) -> None:
+            """``fn(*args)`` on the loop; publish what it returns; on an exception, zero and go on."""
+            try:
+                out = fn(*args)
+            except Exception as e:  # noqa: BLE001 - e.g. the policy failing: stop the arm, keep running
+                loop.warn(f"{what} failed ({type(e).__name__}: {e}); sending zero", key="error:" + what,
+                          now=time.monotonic())
+                out = Output(loop.gate.zero([f"{what} failed"]), None, None)
+            self.send(out)
+
         # ----------------------------------------------------------- inputs
-        def on_image(self, msg) -> None:
+        @staticmethod
+        def _arrival(info) -> float:
+            """When the middleware received the message, on the monotonic clock."""
+            ns = info.get("received_timestamp", 0) if info else 0
             now = time.monotonic()
+            return now - max(0.0, time.time() - ns * 1e-9) if ns > 0 else now
+
+        def on_image(self, msg, info) -> None:
             try:
                 rgb = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data)
             except BadMessage as e:
                 rgb = str(e)
-            self.send(loop.on_image(rgb, _stamp(msg.header), now))
+            self.run("image", loop.on_image, rgb, _stamp(msg.header), time.monotonic(), self._arrival(info))
 
-        def on_compressed(self, msg) -> None:
-            now = time.monotonic()
+        def on_compressed(self, msg, info) -> None:
             try:
                 rgb = decode_compressed(msg.format, msg.data)
             except BadMessage as e:
                 rgb = str(e)
-            self.send(loop.on_image(rgb, _stamp(msg.header), now))
+            self.run("image", loop.on_image, rgb, _stamp(msg.header), time.monotonic(), self._arrival(info))
 
         def on_pose(self, msg) -> None:
             p, q = msg.pose.position, msg.pose.orientation
-            if msg.header.frame_id and msg.header.frame_id != config.frame_id:
-                loop.warn(f"ee_pose in frame {msg.header.frame_id!r}, expected {config.frame_id!r}; used as given",
-                          key="pose-frame", now=time.monotonic())
-            self.send(loop.on_state((p.x, p.y, p.z), yaw_of(q.x, q.y, q.z, q.w), _stamp(msg.header),
-                                    time.monotonic()))
+            self.run("ee_pose", loop.on_state, (p.x, p.y, p.z), yaw_of(q.x, q.y, q.z, q.w), _stamp(msg.header),
+                     time.monotonic(), None, msg.header.frame_id)
 
         def on_joints(self, msg) -> None:
             names = config.gripper_joints
@@ -98,10 +117,14 @@ def make_policy_node(loop: PolicyLoop, config: DeployConfig, name: str = "sim2re
                 loop.warn(f"gripper_state lacks joints {sorted(set(names) - set(msg.name))}", key="joints",
                           now=time.monotonic())
                 return
-            self.send(loop.on_gripper(float(sum(positions)), time.monotonic(), _stamp(msg.header)))
+            self.run("gripper_state", loop.on_gripper, float(sum(positions)), time.monotonic(), _stamp(msg.header))
 
         def on_estop(self, msg) -> None:
-            self.send(loop.on_estop(bool(msg.data), time.monotonic()))
+            self.run("estop", loop.on_estop, bool(msg.data), time.monotonic())
+
+        def on_watchdog(self) -> None:
+            loop.estop_connected = self.estop_sub.get_publisher_count() > 0
+            self.run("watchdog", loop.on_watchdog, time.monotonic())
 
         def on_reset(self, _msg) -> None:
             loop.on_reset(time.monotonic())
@@ -146,17 +169,25 @@ def spin_policy_node(loop: PolicyLoop, config: DeployConfig, duration: float | N
     node = make_policy_node(loop, config)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
+    # Ctrl-C / SIGTERM set a flag instead of raising: an exception thrown into the middle of the
+    # executor's wait leaves it unable to shut down cleanly, and the zero twist must still go out.
+    stop = threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
     end = None if duration is None else time.monotonic() + duration
     try:
-        while rclpy.ok() and (end is None or time.monotonic() < end):
+        while rclpy.ok() and not stop.is_set() and (end is None or time.monotonic() < end):
             executor.spin_once(timeout_sec=0.05)
-    except KeyboardInterrupt:
-        pass
     finally:
         try:
             node.stop()
+            time.sleep(0.1)  # let the zero twist leave before the publisher is destroyed
         finally:
             node.destroy_node()
             if rclpy.ok():
                 rclpy.shutdown()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     return loop.stats.summary()

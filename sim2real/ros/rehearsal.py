@@ -63,9 +63,11 @@ def private_graph(domain_id: int | None = None):
     """A DDS domain of its own on loopback only, for this process and the ones it starts.
 
     A rehearsal must never reach a real robot's topics (the policy would drive the arm from simulated
-    images), nor another rehearsal's; the domain id is random in 100..199 unless given."""
+    images), nor another rehearsal's; the domain id is random in 1..101 (the range whose DDS ports
+    stay clear of Linux's ephemeral ports) unless given. Discovery is limited to this host
+    (``ROS_AUTOMATIC_DISCOVERY_RANGE``, the rclpy installed by the ``ros`` extra)."""
     saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY")}
-    os.environ["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random.randint(100, 199))
+    os.environ["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random.randint(1, 101))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.pop("ROS_LOCALHOST_ONLY", None)
     try:
@@ -85,8 +87,10 @@ def start_policy_node(policy_dir: str | Path, config: str | Path | None, rate_hz
     cmd = [sys.executable, str(SCRIPTS / "deploy_ros.py"), "--policy", str(policy_dir), "--rate", str(rate_hz),
            "--stats-out", str(stats_out), *(["--config", str(config)] if config else []), *(extra or [])]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    if log_path is None:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env)
+    with open(log_path, "w") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
 
 
 def stop_policy_node(proc: subprocess.Popen, timeout: float = 10.0) -> int:

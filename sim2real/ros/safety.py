@@ -37,16 +37,25 @@ class SafetyConfig:
     max_episode_s: float = 60.0         # s
 
     def __post_init__(self) -> None:
-        for name in ("max_linear_speed", "max_angular_speed", "stale_after_s", "max_episode_s"):
+        # Upper bounds: a typo (50 m/s, a 30 s watchdog) must not pass as a limit.
+        for name, top in (("max_linear_speed", 2.0), ("max_angular_speed", 2 * math.pi), ("stale_after_s", 2.0),
+                          ("max_episode_s", 24 * 3600.0)):
             value = getattr(self, name)
             if value is None and name == "stale_after_s":
                 continue
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(f"safety.{name}: must be a positive number, got {value!r}")
-        lo, hi = np.asarray(self.workspace_low, float), np.asarray(self.workspace_high, float)
-        if lo.shape != (3,) or hi.shape != (3,) or not (lo < hi).all():
+            if not (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+                    and 0 < value <= top):
+                raise ValueError(f"safety.{name}: must be a number in (0, {top:g}], got {value!r}")
+        try:
+            lo, hi = np.asarray(self.workspace_low, float), np.asarray(self.workspace_high, float)
+        except (TypeError, ValueError):
+            raise ValueError(f"safety.workspace: need numbers, got {self.workspace_low} .. {self.workspace_high}") \
+                from None
+        finite = np.isfinite(lo).all() and np.isfinite(hi).all()
+        if lo.shape != (3,) or hi.shape != (3,) or not (finite and (lo < hi).all()):
             raise ValueError(f"safety.workspace: need low < high on x, y, z, got {self.workspace_low} .. "
                              f"{self.workspace_high}")
+        self.workspace_low, self.workspace_high = tuple(lo.tolist()), tuple(hi.tolist())
 
 
 @dataclass
@@ -87,6 +96,7 @@ class SafetyGate:
 
     def __init__(self, config: SafetyConfig, max_translation: float, max_rotation: float, control_hz: float) -> None:
         self.config = config
+        self.control_hz = float(control_hz)
         self.step_to_speed = (float(max_translation) * control_hz, float(max_rotation) * control_hz)
         self.stale_after_s = config.stale_after_s if config.stale_after_s is not None else 1.5 / control_hz
         self.last_image: float | None = None
@@ -113,8 +123,8 @@ class SafetyGate:
         self.estopped = False
 
     def new_episode(self) -> None:
+        """Restart the episode clock (at the next valid image)."""
         self.started = None
-        self.last_image = None
 
     # ------------------------------------------------------------------ the command
     def stop_reasons(self, now: float) -> list[str]:
@@ -133,9 +143,12 @@ class SafetyGate:
     def zero(self, reasons: list[str]) -> Command:
         return Command(np.zeros(3), np.zeros(3), None, reasons)
 
-    def command(self, action: np.ndarray, ee_position: np.ndarray, now: float) -> Command:
+    def command(self, action: np.ndarray, ee_position: np.ndarray, now: float,
+                horizon_s: float | None = None) -> Command:
         """The command for policy ``action`` (5,) in [-1, 1] with the end effector at ``ee_position``
-        (3,) m at time ``now`` (s)."""
+        (3,) m at time ``now`` (s). ``horizon_s``: how long this command may act before the next check,
+        plus the age of ``ee_position`` (default: one control period); no velocity component may carry
+        the hand past the workspace within it."""
         reasons = self.stop_reasons(now)
         if reasons:
             return self.zero(reasons)
@@ -156,9 +169,14 @@ class SafetyGate:
             angular[2] = math.copysign(self.config.max_angular_speed, angular[2])
             out.append("angular speed clamped")
         pos = np.asarray(ee_position, dtype=float)
-        lo, hi = np.asarray(self.config.workspace_low), np.asarray(self.config.workspace_high)
-        outward = ((pos <= lo) & (linear < 0)) | ((pos >= hi) & (linear > 0))
-        if outward.any():
-            linear[outward] = 0.0
-            out.append("workspace boundary on " + ", ".join("xyz"[i] for i in np.flatnonzero(outward)))
-        return Command(linear, angular, float(action[4]), out)
+        lo, hi = np.asarray(self.config.workspace_low, float), np.asarray(self.config.workspace_high, float)
+        # Look ahead: the command acts for up to ``horizon`` before the next check, from a position
+        # that may itself be that old, so each component is limited to what reaches the wall, not past it.
+        horizon = float(horizon_s) if horizon_s is not None else 1.0 / self.control_hz
+        top = np.maximum(hi - pos, 0.0) / horizon
+        bottom = np.minimum(lo - pos, 0.0) / horizon
+        limited = np.clip(linear, bottom, top)
+        hit = np.flatnonzero(np.abs(limited - linear) > 1e-12)
+        if hit.size:
+            out.append("workspace boundary on " + ", ".join("xyz"[i] for i in hit))
+        return Command(limited, angular, float(action[4]), out)

@@ -168,6 +168,8 @@ class SimRobot:
                 return
             seed = self.seeds[len(self.episodes)]
             self.current = Episode(seed)
+            # The last episode's final command must not start this one.
+            self._twist, self._opening = (np.zeros(3), 0.0, -math.inf), self.model.max_opening
             obs, _ = self.env.reset(seed=seed)
             self._reset_pub.publish(self._msgs["Empty"]())
             self._publish(obs)
