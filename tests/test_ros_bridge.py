@@ -518,3 +518,15 @@ def test_connection_refused_names_host_and_port(server, policy, make_client):
     # The shared reactor still serves new clients after the failure.
     other, _, _, _ = make_client()
     assert other.connected
+
+
+def test_a_pose_in_another_frame_never_moves_the_arm(server, make_client):
+    client, loop, warnings, _ = make_client(frame_id="other_base")  # the test poses say test_base
+    config = client.config
+    Camera(server, config).stream(8)
+    time.sleep(2 * loop.period)
+    twists = server.published(config.topics.twist)
+    assert twists and all(norm(m["twist"]["linear"]) == 0 for _, _, m in twists)
+    assert any("frame 'test_base'" in w and "dropped" in w for w in warnings)
+    with client.lock:
+        assert loop.stats.inferences == 0
