@@ -80,6 +80,12 @@ class ServoExtractor(GraspExtractor):
         super().__init__(observation_space, encoder=policy.encoder, freeze=freeze)
         self.fusion.load_state_dict(policy.fusion.state_dict())
         self._features_dim += 5
+        # The whole fusion (encoder and proprio layer) comes from ``policy``: keep all of it for
+        # ``restore_pretrained``, not only the encoder.
+        self.pretrained_fusion = {k: v.detach().clone() for k, v in self.fusion.state_dict().items()}
+
+    def restore_pretrained(self) -> None:
+        self.fusion.load_state_dict(self.pretrained_fusion)
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.cat([super().forward(observations), observations["proprio"]], dim=1)
@@ -108,7 +114,6 @@ def make_servo_ppo(env, policy: GraspPolicy, freeze: bool = False, seed: int = 0
     from stable_baselines3 import PPO
 
     policy = copy.deepcopy(policy)
-    fusion_state = copy.deepcopy(policy.fusion.state_dict())
     policy_kwargs = {"features_extractor_class": ServoExtractor,
                      "features_extractor_kwargs": {"policy": policy, "freeze": freeze},
                      "activation_fn": nn.ReLU, "share_features_extractor": True,
@@ -116,9 +121,8 @@ def make_servo_ppo(env, policy: GraspPolicy, freeze: bool = False, seed: int = 0
     defaults = {"n_steps": 256, "batch_size": 64, "n_epochs": 4, "learning_rate": 3e-4, "ent_coef": 0.0}
     model = PPO("MultiInputPolicy", env, policy_kwargs=policy_kwargs, seed=seed, verbose=0, device="cpu",
                 **{**defaults, **kwargs})
+    restore_pretrained(model)  # SB3 re-initialised the extractor: put the given weights back, random or not
     pol = model.policy
-    # SB3 re-initialised the extractor (orthogonal init): put the given weights back, random or not.
-    pol.features_extractor.fusion.load_state_dict(fusion_state)
     pol.action_net = ServoActionNet(policy.grasp_head)
     # The optimizer was built over the placeholder linear action net: rebuild it over the real one.
     pol.optimizer = pol.optimizer_class(pol.parameters(), lr=model.lr_schedule(1), **pol.optimizer_kwargs)

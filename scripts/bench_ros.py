@@ -27,19 +27,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def _bench_config(spec: dict, path: Path) -> Path:
-    """Safety limits at the policy's own range: per-axis action 1 x scale x control rate."""
-    import yaml
-
-    hz = float(spec["control_hz"])
-    lin = spec["action_scale"]["max_translation_m"] * hz * 3 ** 0.5 * 1.01
-    ang = spec["action_scale"]["max_rotation_rad"] * hz * 1.01
-    path.write_text(yaml.safe_dump({"safety": {"max_linear_speed": lin, "max_angular_speed": ang,
-                                               "workspace_low": [0.2, -0.5, -0.05],
-                                               "workspace_high": [1.0, 0.5, 0.6], "max_episode_s": 600.0}}))
-    return path
-
-
 def _plot(result: dict, path: Path) -> None:
     import matplotlib
 
@@ -95,11 +82,10 @@ def _markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from sim2real.ros.rehearsal import add_rehearsal_args
+
     p.add_argument("--policy", type=Path, required=True, help="folder with policy.onnx + policy.json")
-    p.add_argument("--run", type=Path, help="run whose evaluation settings to use (default: the policy's source run)")
-    p.add_argument("--domain", choices=("sim", "proxy_real"), default="sim")
-    p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--seed", type=int, default=1000, help="first seed")
+    add_rehearsal_args(p, episodes=100)
     p.add_argument("--rates", type=float, nargs="+", default=[10.0, 20.0, 30.0], help="control rates, Hz")
     p.add_argument("--config", type=Path, help="deployment YAML (default: safety at the policy's own range)")
     p.add_argument("--compressed", action="store_true", help="send JPEG CompressedImage instead of raw rgb8")
@@ -113,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from sim2real.ros.rehearsal import env_kwargs, make_env, rehearse, run_in_process
+    from sim2real.ros.rehearsal import env_kwargs, make_env, rehearse, run_in_process, transport_only_config
     from sim2real.runtime import OnnxPolicy, PolicyFileError
     from sim2real.stats import success_summary
 
@@ -123,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    config = args.config or _bench_config(policy.spec, args.out / "deploy.yaml")
+    config = args.config or transport_only_config(policy.spec, args.out / "deploy.yaml")
     kwargs = env_kwargs(policy.spec, args.run, args.domain)
     env = make_env(kwargs)
     seeds = list(range(args.seed, args.seed + args.episodes))

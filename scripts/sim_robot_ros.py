@@ -29,11 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from sim2real.ros.rehearsal import add_rehearsal_args
+
     p.add_argument("--policy", type=Path, required=True, help="folder with policy.json (its action scale and rate)")
-    p.add_argument("--run", type=Path, help="run whose evaluation settings to use")
-    p.add_argument("--domain", choices=("sim", "proxy_real"), default="sim")
-    p.add_argument("--episodes", type=int, default=20)
-    p.add_argument("--seed", type=int, default=1000, help="first seed")
+    add_rehearsal_args(p, episodes=20)
     p.add_argument("--rate", type=float, help="ticks per second (default: the policy's control rate)")
     p.add_argument("--config", type=Path, help="deployment YAML (topics, frame)")
     p.add_argument("--compressed", action="store_true")
@@ -57,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     import rclpy
     from tqdm import tqdm
 
-    from sim2real.ros.rehearsal import env_kwargs, make_env
+    from sim2real.ros.rehearsal import camera_topics, env_kwargs, make_env
     from sim2real.ros.sim_robot import RobotModel, SimRobot, spin_sim_robot
 
     env = make_env(env_kwargs(spec, args.run, args.domain))
@@ -69,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         bar.update()
         bar.write(text)
 
-    robot = SimRobot(env, seeds, RobotModel.from_spec(spec), topics=deploy.topics, frame_id=deploy.frame_id,
-                     rate_hz=args.rate or float(spec["control_hz"]), compressed=args.compressed, log=log)
+    topics, compressed = camera_topics(deploy, args.compressed)
+    robot = SimRobot(env, seeds, RobotModel.from_spec(spec), topics=topics, frame_id=deploy.frame_id,
+                     rate_hz=args.rate or float(spec["control_hz"]), compressed=compressed, log=log)
     robot.make_node()
     print(f"simulated robot at {robot.rate_hz:g} Hz; waiting for the policy node on {deploy.topics.twist} ...",
           flush=True)

@@ -18,6 +18,7 @@ from sim2real.ros.rehearsal import (
     run_in_process,
     start_policy_node,
     stop_policy_node,
+    transport_only_config,
 )
 from sim2real.runtime import OnnxPolicy
 
@@ -27,20 +28,14 @@ SEEDS = [11, 12]
 ENV = {"image_size": 64, "randomization": "full", "objects": "heldout", "max_episode_steps": 12}
 
 
-def wide_safety(path: Path) -> Path:
-    """Limits at the policy's own range, so transport and in-process must agree action for action."""
-    path.write_text(yaml.safe_dump({"safety": {"max_linear_speed": 0.75, "max_angular_speed": 2.6,
-                                               "workspace_low": [0.2, -0.5, -0.05], "workspace_high": [1, 0.5, 0.6]}}))
-    return path
-
-
 @pytest.fixture(scope="module")
 def rehearsal(exported, tmp_path_factory):
-    folder, _ = exported
+    folder, spec = exported
     work = tmp_path_factory.mktemp("rehearsal")
     env = make_env(ENV)
     inproc = run_in_process(OnnxPolicy(folder), env, SEEDS, record_actions=True)
-    report = rehearse(folder, env, SEEDS, RATE, work, config=wide_safety(work / "deploy.yaml"),
+    # Limits at the policy's own range, so transport and in-process must agree action for action.
+    report = rehearse(folder, env, SEEDS, RATE, work, config=transport_only_config(spec, work / "deploy.yaml"),
                       record_actions=True, log=lambda _t: None)
     env.close()
     return inproc, report
@@ -131,9 +126,9 @@ def own_domain():
 
 
 def test_emergency_stop_and_bad_images_over_dds(exported, tmp_path, own_domain):
-    folder, _ = exported
+    folder, spec = exported
     stats = tmp_path / "stats.json"
-    proc = start_policy_node(folder, wide_safety(tmp_path / "deploy.yaml"), RATE, stats,
+    proc = start_policy_node(folder, transport_only_config(spec, tmp_path / "deploy.yaml"), RATE, stats,
                              log_path=tmp_path / "node.log")
     probe = Probe(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
     try:
@@ -203,9 +198,9 @@ def test_deploy_script_config_errors_and_print_config(tmp_path):
 
 
 def test_compressed_camera_through_dds(exported, tmp_path):
-    folder, _ = exported
+    folder, spec = exported
     env = make_env({**ENV, "max_episode_steps": 8})
-    report = rehearse(folder, env, [21], 20.0, tmp_path, config=wide_safety(tmp_path / "deploy.yaml"),
+    report = rehearse(folder, env, [21], 20.0, tmp_path, config=transport_only_config(spec, tmp_path / "deploy.yaml"),
                       compressed=True, log=lambda _t: None)
     env.close()
     assert report["episodes"] == 1 and report["steps"] == 8 and report["fresh_fraction"] >= 0.75

@@ -362,7 +362,7 @@ class RosbridgeClient:
                 self._drop("ee_pose", e)
                 return
             frame = msg.get("header", {}).get("frame_id") if isinstance(msg, dict) else None
-            self._call("state", self.loop.on_state, position, yaw_of(*quaternion), stamp, time.monotonic(), None,
+            self._call("state", self.loop.on_state, position, yaw_of(*quaternion), stamp, time.monotonic(),
                        frame if isinstance(frame, str) else None)
         elif kind == "gripper":
             try:

@@ -9,15 +9,15 @@ Timing (``DeployConfig.trigger``):
 - ``"image"`` (default): the policy runs as soon as a new camera frame *and* an end-effector state at
   least as new (within ``sync_slop`` periods) have arrived - an approximate time synchronizer, so the
   image and the proprio describe the same moment, as in training. It runs at most once per 0.75
-  control period; a frame that comes sooner waits for the fixed-rate control timer. The control timer
+  loop period (``rate_hz``); a frame that comes sooner waits for the fixed-rate control timer. The control timer
   (``rate_hz``) publishes whenever nothing went out for 0.75 period, so the command stream never
   drops below ``rate_hz`` (MoveIt Servo halts when commands stop).
 - ``"timer"``: the policy runs only on the control timer, on the newest frame.
 
 Commands are velocities (the action's per-step delta x ``control_hz``), so publishing the same
 command twice does not move the arm twice. A watchdog timer at four times the control rate zeroes the
-command as soon as the image is stale (``safety.stale_after_s``, default 1.5 control periods), so
-the zero goes out within two control periods of the last image. All times are seconds on the
+command as soon as the image is stale (``safety.stale_after_s``, default 1.5 loop periods), so
+the zero goes out within two loop periods of the last image. All times are seconds on the
 caller's monotonic clock; image/state stamps are seconds on the sender's clock (ROS time).
 """
 
@@ -167,9 +167,6 @@ def _build(cls, values: dict, where: str):
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-    for key in ("workspace_low", "workspace_high"):
-        if key in values and isinstance(values[key], list):
-            values[key] = tuple(values[key])
     return cls(**values)
 
 
@@ -264,13 +261,10 @@ class PolicyLoop:
         self.stats.images += 1
         arrival = now if arrival is None else min(arrival, now)
         stamp = _stamp(stamp)
-        problem = image if isinstance(image, str) else check_image(image)
+        problem = image if isinstance(image, str) else check_image(image, sizes=self.image_sizes)
         if problem is None and stamp is not None and self._image_stamp is not None and stamp <= self._image_stamp:
             # A driver re-sending its last frame must not keep the watchdog happy.
             problem = f"stamp did not advance ({stamp:.6f} s after {self._image_stamp:.6f} s)"
-        if problem is None and (image.shape[1], image.shape[0]) not in self.image_sizes:
-            problem = f"size {image.shape[1]}x{image.shape[0]}, expected one of " + \
-                ", ".join(f"{w}x{h}" for w, h in self.image_sizes)
         if problem is not None:
             self.stats.rejected += 1
             key = problem.split(",")[0].split(" (")[0][:40]  # the kind of problem, not its numbers
@@ -283,9 +277,9 @@ class PolicyLoop:
         return self._maybe_tick(now)
 
     def on_state(self, position, yaw: float | None, stamp: float | None, now: float,
-                 opening: float | None = None, frame: str | None = None) -> Output | None:
-        """End-effector position (3,) m and yaw rad in the base frame; ``opening`` (m) when the
-        gripper state comes with it (else ``on_gripper``); ``frame``: the pose's frame_id, which must be
+                 frame: str | None = None) -> Output | None:
+        """End-effector position (3,) m and yaw rad in the base frame (the opening comes through
+        ``on_gripper``); ``frame``: the pose's frame_id, which must be
         ``config.frame_id`` when given (a pose in another frame is dropped: the arm then stops once the
         last good one is stale)."""
         if frame and frame != self.config.frame_id:
@@ -298,8 +292,6 @@ class PolicyLoop:
         self.stats.states += 1
         self._state = np.array([*pos, yaw])
         self._state_stamp, self._state_arrival = _stamp(stamp), now
-        if opening is not None:
-            self._opening, self._opening_stamp, self._opening_arrival = float(opening), _stamp(stamp), now
         return self._maybe_tick(now)
 
     def on_gripper(self, opening: float, now: float, stamp: float | None = None) -> Output | None:

@@ -100,6 +100,15 @@ def quaternion_from_yaw(yaw: float) -> tuple[float, float, float, float]:
     return 0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0)
 
 
+def received_time(info) -> float:
+    """When the middleware received a message (s, wall clock), from rclpy's ``MessageInfo``; now when
+    it does not say. The callback may run later (the process was busy), which is not transport time."""
+    import time
+
+    ns = info.get("received_timestamp", 0) if info else 0
+    return ns * 1e-9 if ns > 0 else time.time()
+
+
 def stamp_to_s(sec: int, nanosec: int) -> float:
     """``builtin_interfaces/Time`` (ROS 2) or ``time`` (ROS 1: secs, nsecs) -> seconds."""
     return int(sec) + int(nanosec) * 1e-9

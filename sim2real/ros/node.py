@@ -30,7 +30,15 @@ import threading
 import time
 
 from sim2real.ros.core import DeployConfig, Output, PolicyLoop
-from sim2real.ros.messages import BadMessage, decode_compressed, decode_image, s_to_stamp, stamp_to_s, yaw_of
+from sim2real.ros.messages import (
+    BadMessage,
+    decode_compressed,
+    decode_image,
+    received_time,
+    s_to_stamp,
+    stamp_to_s,
+    yaw_of,
+)
 
 
 def _stamp(header) -> float | None:
@@ -87,9 +95,7 @@ def make_policy_node(loop: PolicyLoop, config: DeployConfig, name: str = "sim2re
         @staticmethod
         def _arrival(info) -> float:
             """When the middleware received the message, on the monotonic clock."""
-            ns = info.get("received_timestamp", 0) if info else 0
-            now = time.monotonic()
-            return now - max(0.0, time.time() - ns * 1e-9) if ns > 0 else now
+            return time.monotonic() - max(0.0, time.time() - received_time(info))
 
         def on_image(self, msg, info) -> None:
             try:
@@ -108,7 +114,7 @@ def make_policy_node(loop: PolicyLoop, config: DeployConfig, name: str = "sim2re
         def on_pose(self, msg) -> None:
             p, q = msg.pose.position, msg.pose.orientation
             self.run("ee_pose", loop.on_state, (p.x, p.y, p.z), yaw_of(q.x, q.y, q.z, q.w), _stamp(msg.header),
-                     time.monotonic(), None, msg.header.frame_id)
+                     time.monotonic(), msg.header.frame_id)
 
         def on_joints(self, msg) -> None:
             names = config.gripper_joints

@@ -29,6 +29,41 @@ def env_kwargs(spec: dict, run: str | Path | None = None, domain: str = "sim", o
     return {"image_size": size, "randomization": "full", "objects": objects, "domain": domain}
 
 
+def add_rehearsal_args(p, episodes: int) -> None:
+    """The arguments every rehearsal script takes: which environment (``--run``, ``--domain``) and
+    which seeds (``--episodes`` from ``--seed``)."""
+    p.add_argument("--run", type=Path, help="run whose evaluation settings to use (default: the policy's source run)")
+    p.add_argument("--domain", choices=("sim", "proxy_real"), default="sim")
+    p.add_argument("--episodes", type=int, default=episodes)
+    p.add_argument("--seed", type=int, default=1000, help="first seed")
+
+
+def camera_topics(deploy, compressed: bool):
+    """(topics, compressed) for the simulated camera: JPEG when asked or when the config reads JPEG;
+    a raw topic asked to carry JPEG becomes ``<topic>/compressed`` (image_transport's name), which the
+    policy node then reads as compressed too."""
+    import dataclasses
+
+    if not compressed or deploy.compressed:
+        return deploy.topics, compressed or deploy.compressed
+    return dataclasses.replace(deploy.topics, image=deploy.topics.image.rstrip("/") + "/compressed"), True
+
+
+def transport_only_config(spec: dict, path: Path) -> Path:
+    """A deployment YAML whose safety limits are the policy's own range (per-axis action 1 x scale x
+    control rate, a workspace wider than the simulator's), so that a rehearsal compares the transport,
+    not the clamps."""
+    import yaml
+
+    hz = float(spec["control_hz"])
+    lin = spec["action_scale"]["max_translation_m"] * hz * 3 ** 0.5 * 1.01
+    ang = spec["action_scale"]["max_rotation_rad"] * hz * 1.01
+    path.write_text(yaml.safe_dump({"safety": {"max_linear_speed": lin, "max_angular_speed": ang,
+                                               "workspace_low": [0.2, -0.5, -0.05],
+                                               "workspace_high": [1.0, 0.5, 0.6], "max_episode_s": 600.0}}))
+    return path
+
+
 def make_env(kwargs: dict):
     import gymnasium as gym
 
@@ -123,12 +158,13 @@ def rehearse(policy_dir: str | Path, env, seeds: list[int], rate_hz: float, work
     workdir.mkdir(parents=True, exist_ok=True)
     name = f"policy-node-{rate_hz:g}hz"
     stats_path = workdir / f"{name}.json"
-    extra = ["--image-topic", deploy.topics.image + "/compressed"] if compressed and not deploy.compressed else []
+    topics, compressed = camera_topics(deploy, compressed)
+    extra = ["--image-topic", topics.image] if topics.image != deploy.topics.image else []
     with private_graph():
         proc = start_policy_node(policy_dir, config, rate_hz, stats_path, extra, workdir / f"{name}.log")
         rclpy.init()
         try:
-            robot = SimRobot(env, seeds, RobotModel.from_spec(spec), topics=deploy.topics, frame_id=deploy.frame_id,
+            robot = SimRobot(env, seeds, RobotModel.from_spec(spec), topics=topics, frame_id=deploy.frame_id,
                              rate_hz=rate_hz, compressed=compressed, record_actions=record_actions, log=log)
             robot.make_node()
             # At most ~50 steps an episode, plus resets and discovery.

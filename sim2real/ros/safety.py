@@ -74,8 +74,10 @@ class Command:
         return not (self.linear.any() or self.angular.any())
 
 
-def check_image(image, width: int | None = None, height: int | None = None) -> str | None:
-    """None if ``image`` is a usable uint8 (H, W, 3) RGB frame of the expected size, else why not."""
+def check_image(image, width: int | None = None, height: int | None = None,
+                sizes: list[tuple[int, int]] | None = None) -> str | None:
+    """None if ``image`` is a usable uint8 (H, W, 3) RGB frame of the expected size (``width`` x
+    ``height``, or one of ``sizes`` as (width, height)), else why not."""
     if not isinstance(image, np.ndarray):
         return f"not an array ({type(image).__name__})"
     if image.dtype != np.uint8:
@@ -85,6 +87,8 @@ def check_image(image, width: int | None = None, height: int | None = None) -> s
     h, w = image.shape[:2]
     if (width is not None and w != width) or (height is not None and h != height):
         return f"size {w}x{h}, expected {width}x{height}"
+    if sizes and (w, h) not in sizes:
+        return f"size {w}x{h}, expected one of " + ", ".join(f"{sw}x{sh}" for sw, sh in sizes)
     if h < 8 or w < 8:
         return f"size {w}x{h} is too small"
     return None

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sim2real.ros.core import Topics
-from sim2real.ros.messages import encode_compressed, encode_image, s_to_stamp, stamp_to_s
+from sim2real.ros.messages import encode_compressed, encode_image, received_time, s_to_stamp, stamp_to_s
 
 FINGER_NAMES = ("panda_finger_joint1", "panda_finger_joint2")
 
@@ -67,7 +67,8 @@ class Episode:
 
 class SimRobot:
     """Args: env: a ``GraspEnv`` (pixels); seeds: episodes to run, in order; model: see ``RobotModel``;
-    topics / frame_id: as the policy node's; rate_hz: ticks per wall-clock second; compressed: publish
+    topics / frame_id: as the policy node's (``rehearsal.camera_topics`` names the image topic);
+    rate_hz: ticks per wall-clock second; compressed: publish
     JPEG; record_actions: keep every applied action (for transport-fidelity tests)."""
 
     def __init__(self, env, seeds: list[int], model: RobotModel, topics: Topics | None = None,
@@ -104,8 +105,7 @@ class SimRobot:
         node = Node(name)
         self._msgs = {"Image": Image, "CompressedImage": CompressedImage, "PoseStamped": PoseStamped,
                       "JointState": JointState, "Empty": Empty}
-        image_topic = t.image if not self.compressed or t.image.endswith("/compressed") else t.image + "/compressed"
-        self._image_pub = node.create_publisher(CompressedImage if self.compressed else Image, image_topic,
+        self._image_pub = node.create_publisher(CompressedImage if self.compressed else Image, t.image,
                                                 qos_profile_sensor_data)
         self._pose_pub = node.create_publisher(PoseStamped, t.ee_pose, qos_profile_sensor_data)
         self._joint_pub = node.create_publisher(JointState, t.gripper_state, qos_profile_sensor_data)
@@ -117,18 +117,11 @@ class SimRobot:
         self.node = node
         return node
 
-    @staticmethod
-    def _received(info) -> float:
-        """When the middleware received a message (s, wall clock): this process may have been busy
-        stepping physics when the callback finally ran, which is not the transport's latency."""
-        ns = info.get("received_timestamp", 0) if info else 0
-        return ns * 1e-9 if ns > 0 else time.time()
-
     def _on_twist(self, msg, info) -> None:
         lin = np.array([msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z])
         self._twist = (lin, float(msg.twist.angular.z), time.monotonic())
         if not self._camera_on and self.watchdog_delay is None and not lin.any() and msg.twist.angular.z == 0:
-            self.watchdog_delay = self._received(info) - self._image_stamp
+            self.watchdog_delay = received_time(info) - self._image_stamp
 
     def _on_gripper(self, msg) -> None:
         if math.isfinite(msg.data):
@@ -137,7 +130,7 @@ class SimRobot:
     def _on_trace(self, msg, info) -> None:
         stamp = stamp_to_s(msg.stamp.sec, msg.stamp.nanosec)
         if self._camera_on and stamp != self._trace:  # the first command from this image
-            self.latencies.append(self._received(info) - stamp)
+            self.latencies.append(received_time(info) - stamp)
         self._trace = stamp
 
     def stop_camera(self) -> None:
