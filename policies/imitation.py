@@ -6,7 +6,8 @@ Losses (each averaged over the rows that have its label):
                 cross-entropy of the gripper logit against the expert's open/close command.
     grasp       where the expert's grasp is relative to the hand (Huber on the offset in 5 cm
                 units, 1 cm quadratic zone, and on cos/sin of twice the yaw still to turn): what
-                the servo control law acts on (see ``policies.policy``).
+                the servo control law acts on (see ``policies.policy``). A multi-hypothesis head
+                is trained winner-takes-all (``grasp_loss``).
     object      privileged regression from the image alone (Huber): target object position
                 (normalized; objects off the tray are ignored) and grasp yaw as (cos 2psi, sin 2psi).
     outcome     binary cross-entropy: does this episode end in a grasp?
@@ -38,6 +39,7 @@ from sim2real.data.episodes import Dataset, Episode
 FIELDS = ("images", "proprio", "expert_action", "object", "grasp", "success", "images_alt", "has_alt", "keypoints")
 LOSSES = ("action", "grasp", "object", "keypoints", "outcome", "invariance")
 GRASP_HUBER_BETA = 0.2  # grasp-head units (5 cm): quadratic within 1 cm, linear beyond
+WTA_SPREAD, WTA_CHOICE = 0.05, 0.5  # multi-hypothesis grasp head: see grasp_loss
 
 
 @dataclass
@@ -153,8 +155,7 @@ def losses(policy: GraspPolicy, batch: dict[str, torch.Tensor], weights: dict[st
     if weights.get("grasp", 0) > 0:
         has = torch.isfinite(batch["grasp"]).all(dim=1) & torch.isfinite(batch["proprio"]).all(dim=1)
         target = grasp_targets(torch.nan_to_num(batch["grasp"]), torch.nan_to_num(batch["proprio"]))
-        huber = F.smooth_l1_loss(out["grasp"], target, reduction="none", beta=GRASP_HUBER_BETA).mean(dim=1)
-        result["grasp"] = _masked_mean(huber, has)
+        result["grasp"] = _masked_mean(grasp_loss(out["grasp_hypotheses"], out["grasp_logits"], target), has)
     if weights.get("object", 0) > 0:
         target = object_targets(torch.nan_to_num(batch["object"]), torch.nan_to_num(batch["grasp"]))
         # Only objects in view of the tray count: a student may knock one off the table, and its
@@ -178,6 +179,21 @@ def losses(policy: GraspPolicy, batch: dict[str, torch.Tensor], weights: dict[st
     total = sum(weights.get(k, 0) * v for k, v in result.items())
     result["total"] = total if isinstance(total, torch.Tensor) else torch.zeros(())
     return result
+
+
+def grasp_loss(hypotheses: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-row grasp loss: Huber of the hypotheses (N, M, 5) against the target (N, 5).
+
+    One hypothesis: plain Huber. Several: winner-takes-all - only the closest hypothesis learns
+    the row (plus WTA_SPREAD of the others' mean, so none is left untrained), and the logits
+    (N, M) learn which one was closest (cross-entropy, weight WTA_CHOICE)."""
+    huber = F.smooth_l1_loss(hypotheses, target[:, None].expand_as(hypotheses), reduction="none",
+                             beta=GRASP_HUBER_BETA).mean(dim=2)  # (N, M)
+    if hypotheses.shape[1] == 1:
+        return huber[:, 0]
+    best = huber.detach().argmin(dim=1)
+    won = huber.gather(1, best[:, None])[:, 0]
+    return won + WTA_SPREAD * huber.mean(dim=1) + WTA_CHOICE * F.cross_entropy(logits, best, reduction="none")
 
 
 def keypoint_loss(policy: GraspPolicy, logits: torch.Tensor, pixels: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:

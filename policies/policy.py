@@ -48,10 +48,48 @@ def mlp(inp: int, hidden: int, out: int) -> nn.Sequential:
                          nn.ReLU(inplace=True), nn.Linear(hidden, out))
 
 
-class GraspPolicy(nn.Module):
-    """Args: spec: the encoder; hidden: head width; control: "servo" or "direct" (module docstring)."""
+class GraspHead(nn.Sequential):
+    """The grasp estimate: fused features (N, D) -> (N, 5), see ``grasp_targets`` for the units.
 
-    def __init__(self, spec: EncoderSpec | None = None, hidden: int = 256, control: str = "servo") -> None:
+    With ``modes`` > 1 it proposes that many hypotheses and a logit for each, and its output is the
+    hypothesis with the highest logit. Why: the expert's grasp (nearest object, unless rehearsal
+    says another lifts) is often not decidable from the image, and a single regressor then answers
+    with the *average* of the candidates - a point between two objects, where the hand closes on
+    nothing. Trained winner-takes-all (``policies.imitation``), each hypothesis settles on one
+    candidate and the logits learn which is likeliest; picking one (argmax) always aims at an object.
+    The MLP layers keep their ``nn.Sequential`` names, so ``modes=1`` checkpoints load unchanged.
+    """
+
+    def __init__(self, inp: int, hidden: int, modes: int = 1) -> None:
+        if not isinstance(modes, int) or isinstance(modes, bool) or not 1 <= modes <= 8:
+            raise ValueError(f"grasp_modes: must be an integer in 1..8, got {modes!r}")
+        super().__init__(*mlp(inp, hidden, 5 if modes == 1 else 6 * modes))
+        self.modes = modes
+
+    def hypotheses(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hypotheses (N, modes, 5) and their logits (N, modes) (zeros for one mode)."""
+        raw = super().forward(x)
+        k = self.modes
+        if k == 1:
+            return raw[:, None], torch.zeros_like(raw[:, :1])
+        return raw[:, :5 * k].reshape(-1, k, 5), raw[:, 5 * k:]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hyps, logits = self.hypotheses(x)
+        if self.modes == 1:
+            return hyps[:, 0]
+        # One hypothesis, the first on a tie (averaging tied ones would aim between them again).
+        index = torch.arange(self.modes, device=logits.device)
+        pick = (index[None] == logits.argmax(dim=1, keepdim=True)).to(hyps.dtype)
+        return (pick[..., None] * hyps).sum(dim=1)
+
+
+class GraspPolicy(nn.Module):
+    """Args: spec: the encoder; hidden: head width; control: "servo" or "direct" (module docstring);
+    grasp_modes: hypotheses of the grasp head (``GraspHead``)."""
+
+    def __init__(self, spec: EncoderSpec | None = None, hidden: int = 256, control: str = "servo",
+                 grasp_modes: int = 1) -> None:
         super().__init__()
         if control not in CONTROLS:
             raise ValueError(f"control: must be one of {CONTROLS}, got {control!r}")
@@ -59,7 +97,7 @@ class GraspPolicy(nn.Module):
         self.fusion = Fusion(Encoder(spec or EncoderSpec()))
         self.hidden = hidden
         self.action_head = mlp(self.fusion.out_dim, hidden, 5)
-        self.grasp_head = mlp(self.fusion.out_dim, hidden, 5)
+        self.grasp_head = GraspHead(self.fusion.out_dim, hidden, grasp_modes)
         self.object_head = mlp(self.encoder.features_dim, hidden // 2, 5)
         self.outcome_head = mlp(self.fusion.out_dim, hidden // 2, 1)
 
@@ -75,15 +113,20 @@ class GraspPolicy(nn.Module):
         """Float image (N, 3, S, S) in [0, 1] and proprio (N, 5) -> action (N, 5) in [-1, 1]."""
         fused = self.fusion(image, proprio)
         if self.control == "servo":
-            return servo_action(self.grasp_head(fused), proprio)
+            # The action head's gripper logit (the expert's open/close label, learned by BC) tells
+            # a hand that holds something from fingers merely passing through mid-range.
+            return servo_action(self.grasp_head(fused), proprio, self.action_head(fused)[:, 4])
         return self.to_action(self.action_head(fused))
 
     def heads(self, image: torch.Tensor, proprio: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every head at once (training): action (N, 5) raw, grasp (N, 5), object (N, 5), outcome
-        (N,) logit, features (N, D) and keypoint-map logits (N, C, S/4, S/4)."""
+        """Every head at once (training): action (N, 5) raw, grasp (N, 5) (the chosen hypothesis),
+        grasp_hypotheses (N, M, 5) and grasp_logits (N, M), object (N, 5), outcome (N,) logit,
+        features (N, D) and keypoint-map logits (N, C, S/4, S/4)."""
         feats, maps = self.encoder.encode(image, proprio)
         fused = self.fusion.combine(feats, proprio)
-        return {"action": self.action_head(fused), "grasp": self.grasp_head(fused), "object": self.object_head(feats),
+        hyps, logits = self.grasp_head.hypotheses(fused)
+        return {"action": self.action_head(fused), "grasp": self.grasp_head(fused), "grasp_hypotheses": hyps,
+                "grasp_logits": logits, "object": self.object_head(feats),
                 "outcome": self.outcome_head(fused).squeeze(1), "features": feats, "keypoint_logits": maps}
 
     @staticmethod
@@ -107,14 +150,14 @@ class GraspPolicy(nn.Module):
     # -------------------------------------------------------------------- save / load
     def checkpoint(self, extra: dict | None = None) -> dict:
         return {"kind": "sim2real-policy", "spec": self.spec.to_dict(), "hidden": self.hidden, "control": self.control,
-                "state_dict": self.state_dict(), "extra": extra or {}}
+                "grasp_modes": self.grasp_head.modes, "state_dict": self.state_dict(), "extra": extra or {}}
 
     @classmethod
     def from_checkpoint(cls, blob: dict, where: str = "checkpoint") -> GraspPolicy:
         if not isinstance(blob, dict) or blob.get("kind") != "sim2real-policy":
             raise ValueError(f"{where}: not a sim2real policy checkpoint")
         policy = cls(EncoderSpec.from_dict(blob["spec"]), hidden=int(blob.get("hidden", 256)),
-                     control=str(blob.get("control", "direct")))
+                     control=str(blob.get("control", "direct")), grasp_modes=int(blob.get("grasp_modes", 1)))
         policy.load_state_dict(blob["state_dict"])
         policy.eval()
         return policy
@@ -147,13 +190,21 @@ def grasp_targets(grasp: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
     return torch.cat([offset, torch.cos(2 * dyaw)[:, None], torch.sin(2 * dyaw)[:, None]], dim=1)
 
 
-def servo_action(grasp: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+def servo_action(grasp: torch.Tensor, proprio: torch.Tensor, grip_logit: torch.Tensor | None = None) -> torch.Tensor:
     """The expert's control law (``envs.expert``) on an *estimated* grasp: grasp head output (N, 5)
     and proprio (N, 5) -> action (N, 5) in [-1, 1]. Plain tensor ops, so it exports to ONNX.
 
     Phases are read from the state like the expert's, with the opening standing in for the
     expert's finger contacts: fingers held part-way (``HOLDING``) = something is in the hand: lift;
     aligned and at grasp height with the hand not shut = close; otherwise the descent funnel.
+
+    grip_logit (N,), optional: the action head's gripper logit (> 0: the expert would open). The
+    opening alone cannot tell a hand holding an object from fingers that are still closing on
+    nothing, or re-opening after a miss: both pass through mid-range. Taken as "holding", those
+    transients made a missed grasp lift, shut, re-open, lift again - a ratchet up to the lift
+    height that never retried (most failed episodes ended that way). With the logit, "holding"
+    also needs the expert's label to be "keep closed", which it learned from contacts in DAgger's
+    relabelled states; a miss then re-opens and retries. None = the opening alone.
     """
     offset = grasp[:, :3] * GRASP_SCALE  # grasp point - hand, m
     # Never aim below the tray floor (the expert's grasp heights are >= 1 cm above it).
@@ -163,6 +214,8 @@ def servo_action(grasp: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
     off_xy = torch.linalg.vector_norm(offset[:, :2], dim=1)
     dz = -offset[:, 2]
     holding = (opening > HOLDING[0]) & (opening < HOLDING[1])
+    if grip_logit is not None:
+        holding = holding & (grip_logit < 0)
     close = ~holding & (off_xy <= law.DRIFT) & (dz < law.CLOSE_DZ) & (opening > HOLDING[0])
     allowed = torch.clamp(law.FUNNEL_SLOPE * torch.relu(off_xy - law.XY_TOL)
                           + law.YAW_SLOPE * torch.relu(dyaw.abs() - law.YAW_TOL), max=law.HOVER)

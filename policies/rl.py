@@ -92,7 +92,8 @@ class ServoExtractor(GraspExtractor):
 
 
 class ServoActionNet(nn.Module):
-    """PPO's action mean = servo_action(grasp_head(fused features), proprio)."""
+    """PPO's action mean = servo_action(grasp_head(fused features), proprio). The servo law reads
+    "holding" from the opening alone here: this actor has no BC action head to gate it with."""
 
     def __init__(self, grasp_head: nn.Module) -> None:
         super().__init__()

@@ -97,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         try:
             if args.actor == "servo":
-                start = GraspPolicy.load(pretrained_policy) if arm.startswith("pretrained") else \
-                    GraspPolicy(pretrained.spec, control="servo")
+                given = GraspPolicy.load(pretrained_policy)
+                start = given if arm.startswith("pretrained") else \
+                    GraspPolicy(pretrained.spec, control="servo", grasp_modes=given.grasp_head.modes)
                 model = make_servo_ppo(env, start, freeze=arm.endswith("frozen"), seed=args.seed)
             else:
                 model = make_model("ppo", env, encoder=encoder, freeze=arm.endswith("frozen"), seed=args.seed)

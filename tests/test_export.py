@@ -53,6 +53,21 @@ def test_runtime_matches_torch_on_observations(exported, fake_run):
     assert torch.is_tensor(torch.zeros(1))  # (torch is fine in the test process; see the next test)
 
 
+def test_a_multi_hypothesis_grasp_head_exports_with_parity(tmp_path):
+    from conftest import write_fake_run
+
+    from policies.policy import GraspPolicy
+    from sim2real.export import export_policy, parity_batch
+    from sim2real.runtime import OnnxPolicy
+
+    run_dir = write_fake_run(tmp_path / "run", sim_data=False, grasp_modes=3)
+    spec = export_policy(run_dir, tmp_path / "export", log=lambda _msg: None)
+    assert spec["exporter"]["parity_max_abs_err"] <= 1e-5
+    images, proprio = parity_batch(None, 64, n=16, seed=3)
+    expected = GraspPolicy.load(run_dir / "policy.pt").act(images, proprio)
+    np.testing.assert_allclose(OnnxPolicy(tmp_path / "export").act(images, proprio), expected, atol=1e-5)
+
+
 def test_runtime_needs_no_torch(exported):
     out, _ = exported
     code = ("import sys, numpy as np; sys.path.insert(0, '.'); from sim2real.runtime import OnnxPolicy; "

@@ -10,8 +10,8 @@ import torch
 from envs.camera import Camera
 from envs.expert import ScriptedExpert
 from policies.encoders import KEYPOINTS
-from policies.imitation import Buffer, FitConfig, fit, keypoint_loss, keypoint_pixels
-from policies.policy import GraspPolicy, grasp_targets, servo_action
+from policies.imitation import Buffer, FitConfig, fit, grasp_loss, keypoint_loss, keypoint_pixels
+from policies.policy import GraspHead, GraspPolicy, grasp_targets, servo_action
 from sim2real.data.episodes import Episode
 
 
@@ -141,6 +141,91 @@ def test_servo_law_on_the_true_grasp_reproduces_the_expert():
                 break
     env.close()
     assert compared >= 20
+
+
+def test_servo_law_lifts_only_when_the_gripper_logit_says_holding():
+    # Hand 1 cm above an estimated grasp point right below it, fingers part-way (2.5 cm): either an
+    # object is held, or the fingers are still closing on / re-opening from nothing.
+    proprio = torch.tensor([[0.55, 0.0, 0.04, 0.0, 0.025]])
+    grasp = grasp_targets(torch.tensor([[0.55, 0.0, 0.03, 0.0]]), proprio)
+    lifted = servo_action(grasp, proprio)  # the opening alone: holding
+    assert lifted[0, 2] > 0.5 and lifted[0, 4] == -1
+    held = servo_action(grasp, proprio, torch.tensor([-2.0]))  # the expert would keep it closed
+    np.testing.assert_array_equal(held.numpy(), lifted.numpy())
+    retry = servo_action(grasp, proprio, torch.tensor([2.0]))  # the expert would open: nothing held
+    assert retry[0, 2] <= 0 and retry[0, 4] == 1
+    # Outside the holding range the logit changes nothing (the law's own close/funnel decide).
+    open_hand = proprio.clone()
+    open_hand[0, 4] = 0.08
+    np.testing.assert_array_equal(servo_action(grasp, open_hand, torch.tensor([2.0])).numpy(),
+                                  servo_action(grasp, open_hand).numpy())
+
+
+def test_policy_servo_forward_uses_the_action_heads_gripper_logit():
+    torch.manual_seed(0)
+    policy = GraspPolicy().eval()
+    image = torch.rand(4, 3, 64, 64)
+    proprio = torch.tensor([[0.55, 0.0, 0.04, 0.0, 0.025]] * 4)
+    with torch.no_grad():
+        fused = policy.fusion(image, proprio)
+        expected = servo_action(policy.grasp_head(fused), proprio, policy.action_head(fused)[:, 4])
+        np.testing.assert_array_equal(policy(image, proprio).numpy(), expected.numpy())
+        # A head that says "keep closed" makes every part-way hand lift at full speed, closed.
+        policy.action_head[-1].bias[4] = -100.0
+        action = policy(image, proprio)
+        assert bool((action[:, 2] == 1).all()) and bool((action[:, 4] == -1).all())
+
+
+def test_grasp_head_outputs_the_hypothesis_with_the_highest_logit():
+    torch.manual_seed(0)
+    head = GraspHead(8, 16, modes=3)
+    x = torch.randn(32, 8)
+    hyps, logits = head.hypotheses(x)
+    assert hyps.shape == (32, 3, 5) and logits.shape == (32, 3)
+    expected = hyps[torch.arange(32), logits.argmax(dim=1)]
+    np.testing.assert_allclose(head(x).detach().numpy(), expected.detach().numpy(), atol=1e-6)
+    # One mode is the plain MLP, under the same parameter names as before hypotheses existed.
+    single = GraspHead(8, 16)
+    assert single(x).shape == (32, 5) and "4.weight" in single.state_dict()
+    with pytest.raises(ValueError, match="grasp_modes"):
+        GraspHead(8, 16, modes=0)
+
+
+def test_winner_takes_all_finds_both_modes_where_one_regressor_averages():
+    # The same input, two equally likely grasps (+1 and -1 along x): one regressor learns their
+    # mean (a point between two objects); two hypotheses trained winner-takes-all find both.
+    torch.manual_seed(0)
+    x = torch.ones(64, 4)
+    target = torch.zeros(64, 5)
+    target[:, 0] = torch.where(torch.arange(64) % 2 == 0, 1.0, -1.0)
+    target[:, 3] = 1.0  # cos 2 dyaw: no turn
+    found = {}
+    for modes in (1, 2):
+        head = GraspHead(4, 32, modes=modes)
+        opt = torch.optim.Adam(head.parameters(), lr=3e-3)
+        for _ in range(400):
+            hyps, logits = head.hypotheses(x)
+            loss = grasp_loss(hyps, logits, target).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        found[modes] = sorted(head.hypotheses(x[:1])[0][0, :, 0].tolist())
+    assert abs(found[1][0]) < 0.2  # the average of +1 and -1
+    assert found[2][0] < -0.8 and found[2][1] > 0.8
+    # Whichever hypothesis is picked, it aims at one of the two grasps, not between them.
+    picked = GraspHead.forward(head, x[:1])[0, 0].item()
+    assert abs(abs(picked) - 1) < 0.2
+
+
+def test_a_multi_hypothesis_policy_saves_and_loads(tmp_path):
+    torch.manual_seed(0)
+    policy = GraspPolicy(grasp_modes=3)
+    policy.save(tmp_path / "p.pt")
+    loaded = GraspPolicy.load(tmp_path / "p.pt")
+    assert loaded.grasp_head.modes == 3
+    image = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
+    proprio = np.array([[0.55, 0.0, 0.1, 0.0, 0.08]] * 2, np.float32)
+    np.testing.assert_array_equal(loaded.act(image, proprio), policy.act(image, proprio))
 
 
 def test_policy_rejects_an_unknown_control():
