@@ -51,8 +51,10 @@ def test_rehearsal_predicts_the_executed_outcome(env):
 
 def test_expert_grasps_heldout_objects_under_full_randomization(env):
     expert = ScriptedExpert(env)
-    results = [run_episode(env, expert, seed=200 + s) for s in range(6)]
-    assert sum(ok for ok, _ in results) >= 5
+    # 12 seeds, at least 9 grasps: a 94 % expert fails this with probability ~0.3 %; a broken
+    # expert (even 60 %) fails it most of the time.
+    results = [run_episode(env, expert, seed=200 + s) for s in range(12)]
+    assert sum(ok for ok, _ in results) >= 9
     assert all(steps <= env.unwrapped.config.max_episode_steps for _, steps in results)
 
 
