@@ -61,8 +61,7 @@ class GraspHead(nn.Sequential):
     """
 
     def __init__(self, inp: int, hidden: int, modes: int = 1) -> None:
-        if not isinstance(modes, int) or isinstance(modes, bool) or not 1 <= modes <= 8:
-            raise ValueError(f"grasp_modes: must be an integer in 1..8, got {modes!r}")
+        check_grasp_modes(modes)
         super().__init__(*mlp(inp, hidden, 5 if modes == 1 else 6 * modes))
         self.modes = modes
 
@@ -75,13 +74,23 @@ class GraspHead(nn.Sequential):
         return raw[:, :5 * k].reshape(-1, k, 5), raw[:, 5 * k:]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hyps, logits = self.hypotheses(x)
-        if self.modes == 1:
+        return self.select(*self.hypotheses(x))
+
+    @staticmethod
+    def select(hyps: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Hypotheses (N, M, 5) and logits (N, M) -> the chosen estimate (N, 5)."""
+        if hyps.shape[1] == 1:
             return hyps[:, 0]
         # One hypothesis, the first on a tie (averaging tied ones would aim between them again).
-        index = torch.arange(self.modes, device=logits.device)
+        index = torch.arange(hyps.shape[1], device=logits.device)
         pick = (index[None] == logits.argmax(dim=1, keepdim=True)).to(hyps.dtype)
         return (pick[..., None] * hyps).sum(dim=1)
+
+
+def check_grasp_modes(modes) -> None:
+    """The grasp head's number of hypotheses: an integer in 1..8 (ValueError naming the field)."""
+    if not isinstance(modes, int) or isinstance(modes, bool) or not 1 <= modes <= 8:
+        raise ValueError(f"grasp_modes: must be an integer in 1..8, got {modes!r}")
 
 
 class GraspPolicy(nn.Module):
@@ -124,8 +133,8 @@ class GraspPolicy(nn.Module):
         features (N, D) and keypoint-map logits (N, C, S/4, S/4)."""
         feats, maps = self.encoder.encode(image, proprio)
         fused = self.fusion.combine(feats, proprio)
-        hyps, logits = self.grasp_head.hypotheses(fused)
-        return {"action": self.action_head(fused), "grasp": self.grasp_head(fused), "grasp_hypotheses": hyps,
+        hyps, logits = self.grasp_head.hypotheses(fused)  # once: the chosen estimate is selected from them
+        return {"action": self.action_head(fused), "grasp": GraspHead.select(hyps, logits), "grasp_hypotheses": hyps,
                 "grasp_logits": logits, "object": self.object_head(feats),
                 "outcome": self.outcome_head(fused).squeeze(1), "features": feats, "keypoint_logits": maps}
 

@@ -31,7 +31,7 @@ import torch
 
 from policies.encoders import EncoderSpec
 from policies.imitation import Buffer, FitConfig, fit
-from policies.policy import CONTROLS, GraspPolicy
+from policies.policy import CONTROLS, GraspPolicy, check_grasp_modes
 from policies.rollout import RolloutPool, collect, make_chunks, policy_bytes
 from sim2real.data.episodes import EpisodeWriter, read_dataset
 from sim2real.runs import RunDir, RunError, environment_info
@@ -108,9 +108,7 @@ class TrainConfig:
             raise ValueError(f"algo: must be one of {ALGOS}, got {self.algo!r}")
         if self.control not in CONTROLS:
             raise ValueError(f"control: must be one of {CONTROLS}, got {self.control!r}")
-        modes = self.grasp_modes
-        if not isinstance(modes, int) or isinstance(modes, bool) or not 1 <= modes <= 8:
-            raise ValueError(f"grasp_modes: must be an integer in 1..8, got {self.grasp_modes!r}")
+        check_grasp_modes(self.grasp_modes)
         for name in ("workers", "image_size", "chunk_size", "expert_episodes", "eval_episodes"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:

@@ -173,6 +173,12 @@ def norm(v: dict) -> float:
     return float(np.linalg.norm([v["x"], v["y"], v["z"]]))
 
 
+def first_zero_twist(server, config, after: float, **wait) -> float:
+    """Wait for the first zero twist the node publishes after time ``after``; its arrival time."""
+    return wait_for(lambda: next((t for t, _, m in server.published(config.topics.twist)
+                                  if t > after and norm(m["twist"]["linear"]) == 0), None), **wait)
+
+
 def stamp_of(h: dict) -> tuple[int, int]:
     s = h["stamp"]
     return (s["sec"], s["nanosec"]) if "sec" in s else (s["secs"], s["nsecs"])
@@ -346,9 +352,7 @@ def test_watchdog_zeroes_when_images_stop(server, make_client):
     camera = Camera(server, config)
     camera.stream(10)
     last_image = camera.last_image
-    zero = wait_for(lambda: next((t for t, _, m in server.published(config.topics.twist)
-                                  if t > last_image and norm(m["twist"]["linear"]) == 0), None),
-                    what="a zero twist")
+    zero = first_zero_twist(server, config, after=last_image, what="a zero twist")
     assert zero - last_image <= 2 * loop.period, f"zero after {zero - last_image:.3f} s"
     twists = server.published(config.topics.twist)
     moving = [t for t, _, m in twists if norm(m["twist"]["linear"]) > 0]
@@ -370,9 +374,7 @@ def test_estop_latches_until_reset(server, make_client):
     camera.stream(6)
     engaged = time.monotonic()
     server.inject(config.topics.estop, {"data": True})
-    zero = wait_for(lambda: next((t for t, _, m in server.published(config.topics.twist)
-                                  if t > engaged and norm(m["twist"]["linear"]) == 0), None),
-                    timeout=1.0, what="the e-stop zero")
+    zero = first_zero_twist(server, config, after=engaged, timeout=1.0, what="the e-stop zero")
     assert zero - engaged < 0.5 * loop.period, f"e-stop zero after {zero - engaged:.3f} s"
     camera.stream(6)
     server.inject(config.topics.estop, {"data": False})  # does not release
