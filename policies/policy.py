@@ -76,13 +76,13 @@ class GraspHead(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.select(*self.hypotheses(x))
 
-    @staticmethod
-    def select(hyps: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """Hypotheses (N, M, 5) and logits (N, M) -> the chosen estimate (N, 5)."""
-        if hyps.shape[1] == 1:
+    def select(self, hyps: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Hypotheses (N, modes, 5) and logits (N, modes) -> the chosen estimate (N, 5). (The branch
+        reads ``self.modes``, a constant, not a tensor shape, so export tracing stays exact.)"""
+        if self.modes == 1:
             return hyps[:, 0]
         # One hypothesis, the first on a tie (averaging tied ones would aim between them again).
-        index = torch.arange(hyps.shape[1], device=logits.device)
+        index = torch.arange(self.modes, device=logits.device)
         pick = (index[None] == logits.argmax(dim=1, keepdim=True)).to(hyps.dtype)
         return (pick[..., None] * hyps).sum(dim=1)
 
@@ -134,8 +134,8 @@ class GraspPolicy(nn.Module):
         feats, maps = self.encoder.encode(image, proprio)
         fused = self.fusion.combine(feats, proprio)
         hyps, logits = self.grasp_head.hypotheses(fused)  # once: the chosen estimate is selected from them
-        return {"action": self.action_head(fused), "grasp": GraspHead.select(hyps, logits), "grasp_hypotheses": hyps,
-                "grasp_logits": logits, "object": self.object_head(feats),
+        return {"action": self.action_head(fused), "grasp": self.grasp_head.select(hyps, logits),
+                "grasp_hypotheses": hyps, "grasp_logits": logits, "object": self.object_head(feats),
                 "outcome": self.outcome_head(fused).squeeze(1), "features": feats, "keypoint_logits": maps}
 
     @staticmethod
