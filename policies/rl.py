@@ -114,6 +114,10 @@ def make_servo_ppo(env, policy: GraspPolicy, freeze: bool = False, seed: int = 0
 
     from stable_baselines3 import PPO
 
+    if policy.geometry is not None:
+        # The actor sees fused features only, not the keypoint maps the geometric offset needs.
+        raise ValueError("make_servo_ppo: a policy with grasp geometry (grasp_geometry=true) has no servo PPO "
+                         "actor yet; train it with grasp_geometry=false")
     policy = copy.deepcopy(policy)
     policy_kwargs = {"features_extractor_class": ServoExtractor,
                      "features_extractor_kwargs": {"policy": policy, "freeze": freeze},

@@ -32,7 +32,9 @@ class Chunk:
     "views" (no episode: each reset is a fresh randomized layout, seen with the gripper teleported
     to ``views`` random poses above the tray; labels from the expert's first-choice grasp. Cheap,
     diverse data for encoder pretraining: an episode shows one layout, this shows hundreds).
-    alt_prob: probability that a recorded step also gets a render under another randomization.
+    alt_prob: probability that a recorded step also gets a render under another randomization;
+    views_near: fraction of "views" poses placed low and near an object (``NEAR_*``) instead of
+    anywhere above the tray.
     """
 
     env_kwargs: dict
@@ -44,6 +46,7 @@ class Chunk:
     alt_prob: float = 0.0
     tag: int = 0
     views: int = 4
+    views_near: float = 0.0
 
 
 @dataclass
@@ -124,6 +127,11 @@ def run_chunk(chunk: Chunk) -> list[Result]:
 
 VIEW_LOW = np.array([0.42, -0.14, 0.04, -0.8])   # x, y, z (m), yaw (rad) of teleported gripper poses
 VIEW_HIGH = np.array([0.68, 0.14, 0.25, 0.8])
+# "Near" views: the gripper low (z in m) within NEAR_RADIUS m (horizontally) of a random object.
+# These are the states a student's misses end in - hand low, beside or between objects - which
+# expert demonstrations (always converging on the object) almost never show, so the grasp head
+# learned "low hand = on the target" and closed there.
+NEAR_RADIUS, NEAR_Z = 0.10, (0.03, 0.10)
 
 
 class _Recorder:
@@ -167,8 +175,14 @@ def _views(env, expert, chunk: Chunk, rng: np.random.Generator, seed: int | None
     genv = env.unwrapped
     objects = _objects(genv)
     recorder = _Recorder(genv, expert, chunk.alt_prob, rng)
+    on_tray = [genv.privileged_state()[n]["position"][:2] for n in genv.scene.active]
     for k in range(chunk.views):
         pose = rng.uniform(VIEW_LOW, VIEW_HIGH)
+        if on_tray and rng.random() < chunk.views_near:
+            centre = on_tray[rng.integers(len(on_tray))]
+            r, phi = NEAR_RADIUS * np.sqrt(rng.random()), rng.uniform(-np.pi, np.pi)
+            pose[:2] = np.clip(centre + r * np.array([np.cos(phi), np.sin(phi)]), VIEW_LOW[:2], VIEW_HIGH[:2])
+            pose[2] = rng.uniform(*NEAR_Z)
         opening = 0.08 if rng.random() < 0.8 else float(rng.uniform(0.0, 0.08))
         genv.robot.reset(pose[:3], float(pose[3]), opening)
         expert.reset()

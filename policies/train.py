@@ -54,7 +54,9 @@ class TrainConfig:
     from it; workers: rollout processes; camera: ROS camera_info YAML (with the camera pose in the
     base frame) used instead of the default camera; image_size: policy input side, px;
     randomization: training randomization preset; expert_episodes: demonstrations;
-    alt_prob: fraction of recorded steps with a paired render; dagger_rounds / dagger_episodes /
+    alt_prob: fraction of recorded steps with a paired render; views_layouts / views_per_layout /
+    views_near: randomized layouts seen with the gripper teleported, poses per layout, and the
+    fraction of poses placed low near an object (``policies.rollout.NEAR_*``); dagger_rounds / dagger_episodes /
     dagger_beta: DAgger schedule (beta = probability the expert acts in round k); eval_episodes /
     eval_train_episodes: closed-loop evaluation on held-out / training objects; eval_randomization:
     the preset evaluation uses ("full" is the reported protocol; others are for diagnosis); rl_steps: env steps
@@ -62,7 +64,9 @@ class TrainConfig:
     run's camera so its grasp-point map prefers the object nearest the gripper (``GraspPointPrior``);
     control: "servo" (estimated grasp + the expert's control law) or "direct" (action head), see
     ``policies.policy``; RL (ppo / sac) always ends with "direct"; grasp_modes: hypotheses of the
-    grasp head, trained winner-takes-all (``policies.policy.GraspHead``).
+    grasp head, trained winner-takes-all (``policies.policy.GraspHead``); grasp_geometry: the
+    grasp estimate is the camera-geometry offset of the grasp-point keypoint plus a learned
+    residual (``policies.policy.GraspGeometry``; needs ``grasp_prior`` for the camera).
     """
 
     preset: str = "default"
@@ -76,6 +80,7 @@ class TrainConfig:
     expert_episodes: int = 1000
     views_layouts: int = 2500
     views_per_layout: int = 4
+    views_near: float = 0.0
     alt_prob: float = 0.3
     encoder: EncoderSpec = field(default_factory=EncoderSpec)
     pretrain: FitConfig = field(default_factory=lambda: FitConfig(
@@ -100,6 +105,7 @@ class TrainConfig:
     grasp_prior: bool = True
     control: str = "servo"
     grasp_modes: int = 1
+    grasp_geometry: bool = False
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -118,8 +124,10 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"{name}: must be a non-negative integer, got {v!r}")
-        if not 0 <= self.alt_prob <= 1:
-            raise ValueError(f"alt_prob: must be in [0, 1], got {self.alt_prob!r}")
+        for name in ("alt_prob", "views_near"):
+            v = getattr(self, name)
+            if not isinstance(v, int | float) or isinstance(v, bool) or not 0 <= v <= 1:
+                raise ValueError(f"{name}: must be in [0, 1], got {v!r}")
         self.dagger_beta = tuple(float(b) for b in self.dagger_beta)
         if len(self.dagger_beta) < self.dagger_rounds or any(not 0 <= b <= 1 for b in self.dagger_beta):
             raise ValueError(f"dagger_beta: need {self.dagger_rounds} values in [0, 1], got {self.dagger_beta!r}")
@@ -234,7 +242,8 @@ class Trainer:
             # 2. encoder pretraining
             if "pretrain" not in done:
                 torch.manual_seed(cfg.seed)
-                policy = GraspPolicy(cfg.encoder, control=cfg.control, grasp_modes=cfg.grasp_modes)
+                policy = GraspPolicy(cfg.encoder, control=cfg.control, grasp_modes=cfg.grasp_modes,
+                                     geometry=cfg.grasp_geometry)
                 hist = fit(policy, buffer, cfg.pretrain, seed=cfg.seed, progress="pretrain encoder")
                 self._curve("pretrain", hist)
                 from policies.encoders import save_encoder
@@ -302,6 +311,7 @@ class Trainer:
                                            "camera": _camera_dict(cfg)})
         chunks = make_chunks(cfg.seed, episodes, cfg.chunk_size, tag=tag, env_kwargs=cfg.env_kwargs("train"),
                              mode=mode, alt_prob=cfg.alt_prob, beta=beta, views=cfg.views_per_layout,
+                             views_near=cfg.views_near,
                              policy=policy_bytes(policy) if policy is not None else None)
         # Resume: whole chunks already on disk are skipped (a chunk's episodes depend only on its seed).
         have = writer.num_episodes
@@ -403,7 +413,7 @@ def apply_overrides(cfg: TrainConfig, assignments: list[str]) -> TrainConfig:
 
 # Settings that decide what the expert/views collection stages record.
 COLLECTION_KEYS = ("seed", "camera", "image_size", "randomization", "chunk_size", "expert_episodes",
-                   "views_layouts", "views_per_layout", "alt_prob")
+                   "views_layouts", "views_per_layout", "views_near", "alt_prob")
 
 
 def reuse_collected(run: RunDir, cfg: TrainConfig, source: str | Path) -> list[str]:

@@ -65,7 +65,8 @@ def write_native(root: Path, episodes: int = 6, steps: int = 6, labelled: tuple[
     return root
 
 
-def write_fake_run(root: Path, sim_data: bool = True, seed: int = 1234, grasp_modes: int = 1) -> Path:
+def write_fake_run(root: Path, sim_data: bool = True, seed: int = 1234, grasp_modes: int = 1,
+                   geometry: bool = False) -> Path:
     """A finished-looking sim run: config.json, an untrained (seeded) policy.pt, optionally data/dagger_1.
     The seed is not 0, the seed adaptation initializes ``scratch`` with: the two must differ."""
     import torch
@@ -76,7 +77,8 @@ def write_fake_run(root: Path, sim_data: bool = True, seed: int = 1234, grasp_mo
 
     root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    GraspPolicy(EncoderSpec(camera=Camera().to_dict()), grasp_modes=grasp_modes).save(root / "policy.pt")
+    policy = GraspPolicy(EncoderSpec(camera=Camera().to_dict()), grasp_modes=grasp_modes, geometry=geometry)
+    policy.save(root / "policy.pt")
     config = {"train": {"preset": "test", "image_size": IMAGE_SIZE, "camera": None, "chunk_size": 25,
                         "eval_randomization": "full", "seed": seed}}
     (root / "config.json").write_text(json.dumps(config, indent=2))

@@ -53,14 +53,15 @@ def test_runtime_matches_torch_on_observations(exported, fake_run):
     assert torch.is_tensor(torch.zeros(1))  # (torch is fine in the test process; see the next test)
 
 
-def test_a_multi_hypothesis_grasp_head_exports_with_parity(tmp_path):
+@pytest.mark.parametrize("variant", [{"grasp_modes": 3}, {"geometry": True}], ids=["multi-hypothesis", "geometry"])
+def test_grasp_head_variants_export_with_parity(tmp_path, variant):
     from conftest import write_fake_run
 
     from policies.policy import GraspPolicy
     from sim2real.export import export_policy, parity_batch
     from sim2real.runtime import OnnxPolicy
 
-    run_dir = write_fake_run(tmp_path / "run", sim_data=False, grasp_modes=3)
+    run_dir = write_fake_run(tmp_path / "run", sim_data=False, **variant)
     spec = export_policy(run_dir, tmp_path / "export", log=lambda _msg: None)
     assert spec["exporter"]["parity_max_abs_err"] <= 1e-5
     images, proprio = parity_batch(None, 64, n=16, seed=3)

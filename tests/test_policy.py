@@ -9,9 +9,9 @@ import torch
 
 from envs.camera import Camera
 from envs.expert import ScriptedExpert
-from policies.encoders import KEYPOINTS
+from policies.encoders import KEYPOINTS, EncoderSpec
 from policies.imitation import Buffer, FitConfig, fit, grasp_loss, keypoint_loss, keypoint_pixels
-from policies.policy import GraspHead, GraspPolicy, grasp_targets, servo_action
+from policies.policy import GRASP_SCALE, GraspGeometry, GraspHead, GraspPolicy, grasp_targets, servo_action
 from sim2real.data.episodes import Episode
 
 
@@ -168,12 +168,50 @@ def test_policy_servo_forward_uses_the_action_heads_gripper_logit():
     proprio = torch.tensor([[0.55, 0.0, 0.04, 0.0, 0.025]] * 4)
     with torch.no_grad():
         fused = policy.fusion(image, proprio)
-        expected = servo_action(policy.grasp_head(fused), proprio, policy.action_head(fused)[:, 4])
+        expected = servo_action(policy.grasp_estimate(image, proprio), proprio, policy.action_head(fused)[:, 4])
         np.testing.assert_array_equal(policy(image, proprio).numpy(), expected.numpy())
         # A head that says "keep closed" makes every part-way hand lift at full speed, closed.
         policy.action_head[-1].bias[4] = -100.0
         action = policy(image, proprio)
         assert bool((action[:, 2] == 1).all()) and bool((action[:, 4] == -1).all())
+
+
+def test_grasp_geometry_back_projects_the_keypoint_peak_to_the_offset_from_the_hand():
+    cam = Camera()
+    geo = GraspGeometry(cam.to_dict(), 64)
+    small = cam.with_image_size(64, 64)
+    points = np.array([[0.50, -0.06, 0.03], [0.62, 0.08, 0.05]])
+    u, v = small.project(points).T
+    ys, xs = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    # A sharp map on each point's cell, plus a weaker decoy elsewhere: a whole-map average would
+    # land between the two; the window around the peak must ignore the decoy.
+    logits = torch.stack([-((xs - (a - 0.5) / 4) ** 2 + (ys - (b - 0.5) / 4) ** 2) * 4
+                          + 3.0 * torch.exp(-((xs - 2) ** 2 + (ys - 2) ** 2) / 0.5) for a, b in zip(u, v, strict=True)])
+    proprio = torch.tensor([[0.55, 0.0, 0.20, 0.0, 0.08], [0.55, 0.0, 0.10, 0.0, 0.08]])
+    off = geo(logits, torch.tensor(1.0), proprio, torch.tensor(points[:, 2], dtype=torch.float32))
+    expected = (points[:, :2] - proprio[:, :2].numpy()) / GRASP_SCALE
+    np.testing.assert_allclose(off.numpy(), expected, atol=0.005 / GRASP_SCALE)  # within 5 mm
+
+
+def test_a_geometry_policy_adds_the_keypoint_offset_and_saves_and_loads(tmp_path):
+    torch.manual_seed(0)
+    spec = EncoderSpec(camera=Camera().to_dict())
+    policy = GraspPolicy(spec, geometry=True).eval()
+    assert GraspPolicy(EncoderSpec(), geometry=True).geometry is None  # no camera, no geometry
+    image, proprio = torch.rand(3, 3, 64, 64), torch.tensor([[0.55, 0.0, 0.15, 0.0, 0.08]] * 3)
+    with torch.no_grad():
+        feats, maps = policy.encoder.encode(image, proprio)
+        head = policy.grasp_head(policy.fusion.combine(feats, proprio))
+        est = policy.grasp_estimate(image, proprio)
+        height = proprio[:, 2] + head[:, 2] * GRASP_SCALE
+        temperature = policy.encoder.keypoints.log_temperature.exp()
+        geo = policy.geometry(maps[:, 0], temperature, proprio, height.clamp(0.01, 0.15))
+    np.testing.assert_allclose(est[:, :2].numpy(), (head[:, :2] + geo).numpy(), atol=1e-5)
+    np.testing.assert_allclose(est[:, 2:].numpy(), head[:, 2:].numpy(), atol=1e-6)
+    policy.save(tmp_path / "p.pt")
+    again = GraspPolicy.load(tmp_path / "p.pt")
+    assert again.geometry is not None
+    np.testing.assert_array_equal(again(image, proprio).detach().numpy(), policy(image, proprio).detach().numpy())
 
 
 def test_grasp_head_outputs_the_hypothesis_with_the_highest_logit():

@@ -40,6 +40,21 @@ def test_dagger_records_expert_labels_for_student_states():
     assert np.all(np.isfinite(ep.object)) and np.all(np.isfinite(ep.grasp))
 
 
+@pytest.mark.parametrize("near", [0.0, 1.0])
+def test_near_views_put_the_gripper_low_beside_an_object(near):
+    from policies.rollout import NEAR_RADIUS, NEAR_Z
+
+    chunks = make_chunks(5, 4, 4, tag=4, env_kwargs=ENV, mode="views", views=6, views_near=near)
+    eps = [r.episode for c in chunks for r in run_chunk(c)]
+    proprio = np.concatenate([e.proprio for e in eps])
+    objects = np.concatenate([e.object for e in eps])  # the labelled (nearest) object per view
+    dist = np.linalg.norm(proprio[:, :2] - objects[:, :2], axis=1)
+    low = (proprio[:, 2] > NEAR_Z[0] - 0.01) & (proprio[:, 2] < NEAR_Z[1] + 0.01) & (dist < NEAR_RADIUS + 0.01)
+    assert len(proprio) == 24
+    # All views near an object when asked; anywhere above the tray (z up to 0.25 m) otherwise.
+    assert low.all() if near == 1.0 else low.mean() < 0.7
+
+
 def test_eval_needs_a_policy():
     chunk = make_chunks(0, 1, 1, tag=3, env_kwargs=ENV, mode="eval")[0]
     with pytest.raises(ValueError, match="needs a policy"):

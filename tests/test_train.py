@@ -132,7 +132,8 @@ def test_set_overrides_reach_nested_settings_and_name_bad_keys():
     assert (cfg.bc.steps, cfg.encoder.width, cfg.control, cfg.dagger_beta) == (7, 24, "direct", (0.2,))
     assert cfg.pretrain.steps == TrainConfig.preset_config("smoke").pretrain.steps  # the rest untouched
     for bad, message in (("bc.stepz=3", "bc.stepz: unknown setting"), ("control=teleport", "control"),
-                         ("seed.x=1", "not a group"), ("novalue", "KEY=VALUE")):
+                         ("seed.x=1", "not a group"), ("novalue", "KEY=VALUE"), ("views_near=1.5", "views_near"),
+                         ("views_near=true", "views_near")):
         with pytest.raises(ValueError, match=message):
             apply_overrides(cfg, [bad])
 

@@ -349,8 +349,16 @@ class Oracle(nn.Module):
         super().__init__()
         self.targets = targets
 
+    modes = 1
+
     def forward(self, fused: torch.Tensor) -> torch.Tensor:
         return self.targets[: len(fused)]
+
+    def hypotheses(self, fused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self(fused)[:, None], torch.zeros(len(fused), 1)
+
+    def select(self, hyps: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return hyps[:, 0]
 
 
 def _oracle(sim_policy, real, shift_x=0.0, turn=0.0):

@@ -208,8 +208,7 @@ def evaluate_offline(policy: GraspPolicy, arrays: dict[str, np.ndarray], idx: np
     for i in range(0, len(idx), batch):
         j = idx[i:i + batch]
         proprio = torch.as_tensor(arrays["proprio"][j], dtype=torch.float32)
-        fused = policy.fusion(images_to_tensor(arrays["images"][j]), proprio)
-        preds.append(policy.grasp_head(fused))
+        preds.append(policy.grasp_estimate(images_to_tensor(arrays["images"][j]), proprio))
         targets.append(grasp_targets(torch.as_tensor(arrays["grasp"][j], dtype=torch.float32), proprio))
     if not preds:
         return {"rows": 0}
@@ -234,7 +233,7 @@ def train_strategy(sim_policy: GraspPolicy, strategy: Strategy, real: RealData, 
     torch.manual_seed(cfg.seed)
     if strategy.scratch:
         policy = GraspPolicy(copy.deepcopy(sim_policy.spec), hidden=sim_policy.hidden, control=sim_policy.control,
-                             grasp_modes=sim_policy.grasp_head.modes)
+                             grasp_modes=sim_policy.grasp_head.modes, geometry=sim_policy.geometry is not None)
     else:
         policy = copy.deepcopy(sim_policy)
     if strategy.adabn:
