@@ -178,14 +178,20 @@ class GraspPolicy(nn.Module):
 
     def forward(self, image: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
         """Float image (N, 3, S, S) in [0, 1] and proprio (N, 5) -> action (N, 5) in [-1, 1]."""
-        feats, maps = self.encoder.encode(image, proprio)
-        fused = self.fusion.combine(feats, proprio)
+        _, maps, fused = self.features(image, proprio)
         if self.control == "servo":
             # The action head's gripper logit (the expert's open/close label, learned by BC) tells
             # a hand that holds something from fingers merely passing through mid-range.
-            grasp = self.grasp_head.select(*self.grasp_hypotheses(fused, maps, proprio))
-            return servo_action(grasp, proprio, self.action_head(fused)[:, 4])
+            return servo_action(self._grasp(fused, maps, proprio), proprio, self.action_head(fused)[:, 4])
         return self.to_action(self.action_head(fused))
+
+    def features(self, image: torch.Tensor, proprio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Image features (N, D), keypoint-map logits (N, C, S/4, S/4) and the fused vector."""
+        feats, maps = self.encoder.encode(image, proprio)
+        return feats, maps, self.fusion.combine(feats, proprio)
+
+    def _grasp(self, fused: torch.Tensor, maps: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+        return self.grasp_head.select(*self.grasp_hypotheses(fused, maps, proprio))
 
     def grasp_hypotheses(self, fused: torch.Tensor, maps: torch.Tensor,
                          proprio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,16 +209,14 @@ class GraspPolicy(nn.Module):
     @torch.no_grad()
     def grasp_estimate(self, image: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
         """Float image (N, 3, S, S) and proprio (N, 5) -> the grasp estimate (N, 5) (``grasp_targets`` units)."""
-        feats, maps = self.encoder.encode(image, proprio)
-        fused = self.fusion.combine(feats, proprio)
-        return self.grasp_head.select(*self.grasp_hypotheses(fused, maps, proprio))
+        _, maps, fused = self.features(image, proprio)
+        return self._grasp(fused, maps, proprio)
 
     def heads(self, image: torch.Tensor, proprio: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every head at once (training): action (N, 5) raw, grasp (N, 5) (the chosen hypothesis),
         grasp_hypotheses (N, M, 5) and grasp_logits (N, M), object (N, 5), outcome (N,) logit,
         features (N, D) and keypoint-map logits (N, C, S/4, S/4)."""
-        feats, maps = self.encoder.encode(image, proprio)
-        fused = self.fusion.combine(feats, proprio)
+        feats, maps, fused = self.features(image, proprio)
         hyps, logits = self.grasp_hypotheses(fused, maps, proprio)  # once: the chosen estimate is selected from them
         return {"action": self.action_head(fused), "grasp": self.grasp_head.select(hyps, logits),
                 "grasp_hypotheses": hyps, "grasp_logits": logits, "object": self.object_head(feats),
