@@ -130,7 +130,8 @@ class GraspGeometry(nn.Module):
     def forward(self, logits: torch.Tensor, temperature: torch.Tensor, proprio: torch.Tensor,
                 height: torch.Tensor) -> torch.Tensor:
         """Logits (N, h, w), softmax temperature, raw proprio (N, 5), grasp height (N,) m -> (N, 2)."""
-        fx, fy, cx, cy = self.intrinsics
+        # (Indexed, not unpacked: iterating a tensor makes export tracing warn.)
+        fx, fy, cx, cy = (self.intrinsics[k] for k in range(4))
         uv = self.pixel(logits, temperature)
         camera_ray = torch.stack([(uv[:, 0] - cx) / fx, (uv[:, 1] - cy) / fy, torch.ones_like(uv[:, 0])], dim=1)
         ray = camera_ray @ self.rotation.T

@@ -131,6 +131,11 @@ class TrainConfig:
         self.dagger_beta = tuple(float(b) for b in self.dagger_beta)
         if len(self.dagger_beta) < self.dagger_rounds or any(not 0 <= b <= 1 for b in self.dagger_beta):
             raise ValueError(f"dagger_beta: need {self.dagger_rounds} values in [0, 1], got {self.dagger_beta!r}")
+        if self.grasp_geometry and not (self.grasp_prior and self.encoder.keypoints):
+            # Without the prior the encoder has no camera (and without keypoints no grasp-point
+            # map) to back-project through: the option would silently do nothing.
+            raise ValueError("grasp_geometry: needs grasp_prior=true and encoder.keypoints >= 1, got "
+                             f"grasp_prior={self.grasp_prior}, encoder.keypoints={self.encoder.keypoints}")
         if self.camera is not None and not Path(self.camera).is_file():
             raise ValueError(f"camera: no such file {self.camera!r}")
         if self.encoder.image_size != self.image_size:

@@ -136,6 +136,11 @@ def test_set_overrides_reach_nested_settings_and_name_bad_keys():
                          ("views_near=true", "views_near")):
         with pytest.raises(ValueError, match=message):
             apply_overrides(cfg, [bad])
+    # Options that would silently do nothing together are refused, naming the fields.
+    assert apply_overrides(cfg, ["grasp_geometry=true"]).grasp_geometry
+    for sets in (["grasp_geometry=true", "grasp_prior=false"], ["grasp_geometry=true", "encoder.keypoints=0"]):
+        with pytest.raises(ValueError, match="grasp_geometry: needs grasp_prior"):
+            apply_overrides(cfg, sets)
 
 
 def test_data_from_copies_matching_collections_only(smoke_run, tmp_path):
