@@ -53,6 +53,24 @@ def test_evaluate_expert_rejects_zero_episodes():
     assert proc.returncode == 2 and "--episodes" in proc.stderr
 
 
+def test_bench_servo_writes_rates_and_a_plot_and_a_large_error_breaks_the_grasp(tmp_path):
+    proc = run("scripts/bench_servo.py", "--episodes", "3", "--sizes", "0,0.2", "--kinds", "bias",
+               "--randomization", "light", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {(r["kind"], r["size_m"]): r for r in json.loads((tmp_path / "bench_servo.json").read_text())["rows"]}
+    assert set(rows) == {("none", 0.0), ("bias", 0.2)} and all(r["episodes"] == 3 for r in rows.values())
+    # On the true grasp the control law lifts objects; 20 cm off, it closes beside them every time.
+    assert rows["none", 0.0]["success_rate"] > 0 and rows["bias", 0.2]["success_rate"] == 0
+    assert cv2.imread(str(tmp_path / "bench_servo.png")) is not None
+
+
+def test_bench_servo_rejects_bad_sizes_and_kinds():
+    for args, message in ((("--sizes", "0,abc"), "--sizes"), (("--sizes", "-0.1"), "--sizes"),
+                          (("--kinds", "drift"), "--kinds")):
+        proc = run("scripts/bench_servo.py", *args)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
 def test_bench_env_runs_without_peers(tmp_path):
     out = tmp_path / "bench.json"
     proc = run("scripts/bench_env.py", "--seconds", "1", "--resets", "8", "--json", str(out))
