@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = [("none", 0.0)] * (0.0 in args.sizes) + [(k, s) for k in kinds for s in args.sizes if s > 0]
     rows = []
     for kind, size in settings:
-        rng = np.random.default_rng(args.seed)  # the same error draws for every size (paired)
+        # Restarted per setting: the bias rows share their per-episode directions; noise draws
+        # follow episode lengths, so those rows share only the seeds.
+        rng = np.random.default_rng(args.seed)
         wins = 0
         bar = tqdm(range(args.episodes), desc=f"{kind} {100 * size:.1f} cm", unit="ep", leave=False)
         for k in bar:
