@@ -78,3 +78,25 @@ def test_bench_env_runs_without_peers(tmp_path):
     result = json.loads(out.read_text())
     assert result["steps_per_s"] > 0 and result["vec2_steps_per_s"] > 0
     assert "| env steps/s" in proc.stdout
+
+
+def test_diagnose_estimate_writes_a_table_and_a_plot_and_keeps_an_earlier_result(fake_run, tmp_path):
+    out = tmp_path / "diag"
+    args = ("scripts/diagnose_estimate.py", str(fake_run), "--episodes", "1", "--no-plan", "--out", str(out))
+    proc = run(*args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((out / "estimate_errors.json").read_text())
+    assert result["episodes"] == 1 and result["drive"] == "student" and len(result["rows"]) > 0
+    assert sum(r["states"] for r in result["table"]) == len(result["rows"])
+    assert "gain" in proc.stdout and cv2.imread(str(out / "estimate_errors.png")) is not None
+    before = (out / "estimate_errors.json").read_bytes()
+    again = run(*args)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    assert (out / "estimate_errors.json").read_bytes() == before
+
+
+def test_diagnose_estimate_rejects_a_folder_that_is_not_a_run(tmp_path):
+    proc = run("scripts/diagnose_estimate.py", str(tmp_path))
+    assert proc.returncode == 2 and "not a run directory" in proc.stderr
+    proc = run("scripts/diagnose_estimate.py", str(tmp_path), "--episodes", "0")
+    assert proc.returncode == 2 and "--episodes" in proc.stderr
