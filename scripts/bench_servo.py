@@ -4,7 +4,7 @@ grasp plus a known horizontal error (``policies.sensitivity``), for each error k
     python scripts/bench_servo.py --episodes 60 --sizes 0,0.01,0.02,0.03 --out bench_servo/
 
 "noise": a fresh N(0, size^2) per axis every step; "bias": one direction per episode, size m long.
-Size 0 is the control law's own ceiling. The same seeds serve every setting (paired). Writes
+Size 0 is the control law's own ceiling. The same seeds and error draws serve every setting (paired). Writes
 bench_servo.json (success, episodes and 95% interval per setting) and bench_servo.png.
 """
 
@@ -62,12 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = [("none", 0.0)] * (0.0 in args.sizes) + [(k, s) for k in kinds for s in args.sizes if s > 0]
     rows = []
     for kind, size in settings:
-        # Restarted per setting: the bias rows share their per-episode directions; noise draws
-        # follow episode lengths, so those rows share only the seeds.
-        rng = np.random.default_rng(args.seed)
         wins = 0
         bar = tqdm(range(args.episodes), desc=f"{kind} {100 * size:.1f} cm", unit="ep", leave=False)
         for k in bar:
+            # One generator per episode, the same for every setting: rows are paired draw by draw
+            # (a bias row's direction, a noise row's per-step draws, only scaled by the size).
+            rng = np.random.default_rng([args.seed, k])
             error = estimate_error("bias" if kind == "none" else kind, size, rng)
             wins += servo_episode(env, expert, error, seed=args.seed + k)[0]
             bar.set_postfix(success=f"{wins}/{k + 1}")
