@@ -44,6 +44,17 @@ def estimate_rows(env, expert, policy: GraspPolicy, seeds: list[int], drive: str
     if drive not in DRIVERS:
         raise ValueError(f"drive: must be one of {DRIVERS}, got {drive!r}")
     rows: list[list[float]] = []
+    was_training = policy.training
+    policy.eval()  # BatchNorm on running statistics, as the policy acts (a batch of one otherwise)
+    try:
+        _record(env, expert, policy, seeds, drive, on_episode, rows)
+    finally:
+        policy.train(was_training)
+    return np.asarray(rows, np.float64).reshape(-1, len(COLUMNS))
+
+
+def _record(env, expert, policy: GraspPolicy, seeds: list[int], drive: str, on_episode, rows: list) -> None:
+    """The episodes of ``estimate_rows``, appending to ``rows`` (the policy already in eval mode)."""
     for k, seed in enumerate(seeds):
         obs, _ = env.reset(seed=int(seed))
         expert.reset()
@@ -67,7 +78,6 @@ def estimate_rows(env, expert, policy: GraspPolicy, seeds: list[int], drive: str
             row[6] = float(success)
         if on_episode is not None:
             on_episode(k, success)
-    return np.asarray(rows, np.float64).reshape(-1, len(COLUMNS))
 
 
 def error_table(rows: np.ndarray, bins: tuple[float, ...] = OFFSET_BINS, low: float = LOW) -> list[dict]:

@@ -9,7 +9,7 @@ import envs  # noqa: F401
 from envs.camera import Camera
 from envs.expert import ScriptedExpert
 from policies.diagnosis import COLUMNS, error_table, estimate_rows, plot_rows
-from policies.encoders import EncoderSpec
+from policies.encoders import EncoderSpec, images_to_tensor
 from policies.policy import GRASP_SCALE, GraspPolicy
 
 
@@ -44,7 +44,7 @@ def test_a_halved_estimate_has_gain_one_half_and_bins_hold_their_offsets():
 def setup():
     env = gym.make("PandaGrasp-v0", disable_env_checker=True, image_size=64, randomization="light", objects="heldout")
     torch.manual_seed(0)
-    policy = GraspPolicy(EncoderSpec(camera=Camera().to_dict()))
+    policy = GraspPolicy(EncoderSpec(camera=Camera().to_dict()))  # left in training mode on purpose
     yield env, ScriptedExpert(env, plan=False), policy
     env.close()
 
@@ -52,6 +52,7 @@ def setup():
 def test_expert_driven_rows_hold_the_experts_offset_and_the_policys_estimate(setup, tmp_path):
     env, expert, policy = setup
     rows = estimate_rows(env, expert, policy, [3], drive="expert")
+    assert policy.training  # the mode it came in with is restored
     assert rows.shape[1] == len(COLUMNS) and len(rows) > 5 and np.isfinite(rows).all()
     assert (rows[:, 0] == 0).all() and set(rows[:, 6]) <= {0.0, 1.0}
     # Replay the first state: its true offset is the expert's grasp minus the hand, and its
@@ -62,9 +63,9 @@ def test_expert_driven_rows_hold_the_experts_offset_and_the_policys_estimate(set
     grasp = expert.target_labels()[1]
     assert rows[0, 2:4] == pytest.approx(grasp[:2] - obs["proprio"][:2], abs=1e-5)
     assert rows[0, 1] == pytest.approx(obs["proprio"][2] - grasp[2], abs=1e-5)
-    with torch.no_grad():
-        from policies.encoders import images_to_tensor
-        est = policy.grasp_estimate(images_to_tensor(obs["image"][None]), torch.as_tensor(obs["proprio"][None]))
+    policy.eval()  # rows are recorded on running BatchNorm statistics
+    est = policy.grasp_estimate(images_to_tensor(obs["image"][None]), torch.as_tensor(obs["proprio"][None]))
+    policy.train()
     assert rows[0, 4:6] == pytest.approx(est[0, :2].numpy() * GRASP_SCALE, abs=1e-5)
     # The expert usually grasps: its offsets shrink to under 2 cm before the lift.
     assert np.linalg.norm(rows[:, 2:4], axis=1).min() < 0.02
