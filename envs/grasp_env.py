@@ -255,18 +255,21 @@ class GraspEnv(gym.Env):
         return self.sim.render(i.width, i.height, camera.view_matrix(), camera.projection_matrix(),
                                light or self.params.light)
 
-    def render_alternative(self, rng: np.random.Generator) -> np.ndarray:
+    def render_alternative(self, rng: np.random.Generator, return_camera: bool = False):
         """The current world state as the policy camera would see it under a *different*, freshly
         sampled appearance (colours, textures, light, camera jitter, sensor corruption), uint8
-        (S, S, 3). For randomization-invariance pairs; the episode's own appearance is restored and
-        the env's generators are not touched (``rng`` is the caller's)."""
+        (S, S, 3); with ``return_camera`` also the (jittered) ``Camera`` that took it. For
+        randomization-invariance pairs; the episode's own appearance is restored and the env's
+        generators are not touched (``rng`` is the caller's)."""
         alt = self.randomizer.sample(self.scene, list(self.scene.active), rng)
         self.randomizer.apply_appearance(self.scene, alt)
         try:
             size = self.config.image_size
-            image = self.render_camera(alt.camera.with_image_size(size, size), alt.light)
+            camera = alt.camera or self.base_camera
+            image = self.render_camera(camera.with_image_size(size, size), alt.light)
             alt.sensor.reset()
-            return alt.sensor(image, rng)
+            image = alt.sensor(image, rng)
+            return (image, camera) if return_camera else image
         finally:
             self.randomizer.apply_appearance(self.scene, self.params)
 

@@ -96,6 +96,18 @@ def keypoint_pixels(camera: dict | None, image_size: int, grasp: np.ndarray, pro
     return out
 
 
+def dataset_keypoints(ds) -> np.ndarray:
+    """Keypoint targets (N, len(KEYPOINTS), 2), pixels of the dataset's (square) images: the
+    recorded image points where a row has them (simulation: the frame's own randomized camera),
+    else projected through the dataset's camera (``keypoint_pixels``)."""
+    size = ds.images.shape[1]
+    out = keypoint_pixels(ds.meta.get("camera"), size, ds.grasp, ds.proprio)
+    recorded = ds.image_points.reshape(-1, 2, 2) * size
+    ok = np.isfinite(recorded).all(axis=2)
+    out[:, :2][ok] = recorded[ok]
+    return out
+
+
 class Buffer:
     """Aggregated training rows (DAgger's growing dataset) as flat numpy arrays."""
 
@@ -116,13 +128,16 @@ class Buffer:
         alt = ep.images_alt if ep.images_alt is not None else np.zeros_like(ep.images)
         self.parts["images_alt"].append(alt)
         self.parts["has_alt"].append(ep.has_alt if ep.has_alt is not None else np.zeros(n, bool))
-        self.parts["keypoints"].append(np.full((n, len(KEYPOINTS), 2), np.nan, np.float32))
+        kp = np.full((n, len(KEYPOINTS), 2), np.nan, np.float32)
+        if ep.image_points is not None:  # recorded with the frame's own camera (fractions of the image)
+            kp[:, :2] = np.asarray(ep.image_points, np.float32).reshape(-1, 2, 2) * ep.images.shape[1]
+        self.parts["keypoints"].append(kp)
         self._cat = None
 
     def add_dataset(self, ds: Dataset) -> None:
         for name in FIELDS[:-1]:  # Dataset carries every field but keypoints under the same name
             self.parts[name].append(getattr(ds, name))
-        self.parts["keypoints"].append(keypoint_pixels(ds.meta.get("camera"), ds.images.shape[1], ds.grasp, ds.proprio))
+        self.parts["keypoints"].append(dataset_keypoints(ds))
         self._cat = None
 
     @property

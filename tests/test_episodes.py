@@ -35,6 +35,34 @@ def test_round_trip_keeps_every_field(tmp_path):
     np.testing.assert_array_equal(ds.has_alt, [True, False, True] * 2)
     np.testing.assert_array_equal(ds.images_alt[2], eps[0].images_alt[2])
     assert [e["objects"] for e in ds.episodes] == ["1,2", "1,2"]
+    assert np.isnan(ds.image_points).all()  # not recorded: unknown
+
+
+def test_image_points_round_trip_and_an_older_folder_gains_the_columns(tmp_path):
+    root = tmp_path / "d"
+    ep = make_episode(seed=2)
+    ep.image_points = np.array([[0.1, 0.2, 0.3, 0.4], [np.nan, np.nan, 0.5, 0.6], [0.7, 0.8, 0.9, 1.0]], np.float32)
+    EpisodeWriter(root).append(ep)
+    ds = read_dataset(root)
+    np.testing.assert_allclose(ds.image_points, ep.image_points, rtol=1e-5)
+    # A folder written before the columns existed: drop them from the header and the rows.
+    with open(root / "steps.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    old = [c for c in rows[0] if not c.startswith("uv_")] + ["note"]
+    with open(root / "steps.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, old, extrasaction="ignore")
+        w.writeheader()
+        w.writerows([{**r, "note": f"kept {i}"} for i, r in enumerate(rows)])
+    assert np.isnan(read_dataset(root).image_points).all()
+    w = EpisodeWriter(root)  # reopened: rewritten under today's header, then appended to
+    w.append(ep)
+    ds = read_dataset(root)
+    assert len(ds) == 6 and np.isnan(ds.image_points[:3]).all()
+    np.testing.assert_allclose(ds.image_points[3:], ep.image_points, rtol=1e-5)
+    np.testing.assert_allclose(ds.proprio[:3], ep.proprio, rtol=1e-5, atol=1e-5)
+    with open(root / "steps.csv", newline="") as f:
+        kept = [r["note"] for r in csv.DictReader(f)]
+    assert kept[:3] == ["kept 0", "kept 1", "kept 2"]  # a column of the user's own survives
 
 
 def test_reopening_continues_and_drops_an_interrupted_episode(tmp_path):

@@ -73,6 +73,23 @@ def test_keypoint_pixels_project_grasp_point_and_gripper():
     assert np.isnan(keypoint_pixels(None, 64, grasp, proprio)).all()
 
 
+def test_recorded_image_points_are_the_keypoint_targets_where_a_row_has_them(tmp_path):
+    from sim2real.data.episodes import EpisodeWriter, read_dataset
+
+    grasp = np.array([[0.55, 0.0, 0.02, 0.0]] * 2, np.float32)
+    proprio = np.array([[0.5, 0.1, 0.2, 0.0, 0.08]] * 2, np.float32)
+    points = np.array([[0.25, 0.5, 0.75, 0.125], [np.nan] * 4], np.float32)  # the second row: unknown
+    ep = Episode(images=np.zeros((2, 64, 64, 3), np.uint8), proprio=proprio, grasp=grasp, image_points=points)
+    EpisodeWriter(tmp_path / "d", meta={"camera": Camera().to_dict()}).append(ep)
+    buf, mem = Buffer(), Buffer()
+    buf.add_dataset(read_dataset(tmp_path / "d"))
+    mem.add_episode(ep)
+    nominal = keypoint_pixels(Camera().to_dict(), 64, grasp, proprio)
+    for kp in (buf.arrays["keypoints"], mem.arrays["keypoints"][:1]):
+        np.testing.assert_allclose(kp[0], [[16, 32], [48, 8]], atol=1e-3)  # fractions x 64 px
+    np.testing.assert_allclose(buf.arrays["keypoints"][1], nominal[1], atol=1e-4)  # else the dataset's camera
+
+
 def test_keypoint_loss_is_low_only_where_the_map_peaks_at_the_target():
     policy = GraspPolicy()
     n, h = 3, 16

@@ -40,6 +40,39 @@ def test_dagger_records_expert_labels_for_student_states():
     assert np.all(np.isfinite(ep.object)) and np.all(np.isfinite(ep.grasp))
 
 
+def test_image_points_are_where_the_frames_own_camera_sees_the_grasp_and_the_hand():
+    import gymnasium as gym
+
+    import envs  # noqa: F401
+    from envs.camera import Camera
+    from policies.imitation import keypoint_pixels
+    from policies.rollout import image_points
+
+    env = gym.make("PandaGrasp-v0", disable_env_checker=True, **ENV)
+    env.reset(seed=11)
+    genv = env.unwrapped
+    cam = genv.params.camera
+    hand = np.array([0.52, -0.05, 0.12])  # in view (at reset the hand is above the image)
+    grasp = np.array([0.55, 0.02, 0.03])
+    pts = image_points(cam, grasp, hand)
+    size = ENV["image_size"]
+    expected = cam.with_image_size(size, size).project(np.stack([grasp, hand])) / size
+    np.testing.assert_allclose(pts, expected.ravel(), atol=1e-5)
+    assert np.isnan(image_points(cam, None, hand)[:2]).all() and np.isfinite(image_points(cam, None, hand)[2:]).all()
+    assert np.isnan(image_points(cam, np.array([5.0, 5.0, 0.0]), hand)[:2]).all()  # far outside the image
+    # Under full randomization the jittered camera is not the nominal one: the recorded points
+    # differ from a projection through the nominal camera (what keypoint targets used to be).
+    nominal = keypoint_pixels(Camera().to_dict(), size, np.r_[grasp, 0.0][None], np.r_[hand, 0, 0][None])[0]
+    assert np.abs(pts.reshape(2, 2) * size - nominal).max() > 0.1
+    env.close()
+    # Collection records them for every step (expert) and every view, the alternative ones with
+    # the alternative render's camera.
+    (r,) = run_chunk(make_chunks(6, 1, 1, tag=3, env_kwargs=ENV, mode="views", views=3)[0])
+    assert r.episode.image_points.shape == (3, 4) and np.isfinite(r.episode.image_points[:, 2:]).all()
+    (r,) = run_chunk(make_chunks(6, 1, 1, tag=1, env_kwargs=ENV, mode="expert")[0])
+    assert np.isfinite(r.episode.image_points[:, 2:]).mean() > 0.5
+
+
 @pytest.mark.parametrize("near", [0.0, 1.0])
 def test_near_views_put_the_gripper_low_beside_an_object(near):
     from policies.rollout import NEAR_RADIUS, NEAR_Z

@@ -20,6 +20,12 @@ A dataset is a folder::
     obj_x, obj_y, obj_z, obj_yaw      target object position (m) and yaw (rad), base frame
     grasp_x, grasp_y, grasp_z, grasp_yaw
                                       grasp pose aimed at / executed, base frame (m, rad)
+    uv_grasp_u, uv_grasp_v, uv_ee_u, uv_ee_v
+                                      optional: where the camera that took *this* image saw the
+                                      grasp point and the end effector, as fractions of the image
+                                      width and height (u right, v down). Simulation records them
+                                      with the frame's own (randomized) camera; absent, they are
+                                      computed from dataset.json's camera.
     success                           1 if the episode this step belongs to ended in a grasp
 
 Real grasp attempts fit the same table: one row per attempt with ``image`` (before the grasp), the
@@ -53,8 +59,9 @@ ACTION = ("a_dx", "a_dy", "a_dz", "a_dyaw", "a_grip")
 EXPERT = ("e_dx", "e_dy", "e_dz", "e_dyaw", "e_grip")
 OBJECT = ("obj_x", "obj_y", "obj_z", "obj_yaw")
 GRASP = ("grasp_x", "grasp_y", "grasp_z", "grasp_yaw")
+IMAGE_POINTS = ("uv_grasp_u", "uv_grasp_v", "uv_ee_u", "uv_ee_v")
 STEP_COLUMNS = ("episode", "step", "image", "image_alt", *PROPRIO, *ACTION, *EXPERT, *OBJECT, *GRASP,
-                "success")
+                *IMAGE_POINTS, "success")
 EPISODE_COLUMNS = ("episode", "steps", "success", "source", "seed", "objects")
 
 UNITS = {
@@ -62,11 +69,13 @@ UNITS = {
     "action": "[-1, 1]: dx, dy, dz x max_translation m; dyaw x max_rotation rad; grip: +1 open, -1 closed",
     "object": "target object position, m, and yaw, rad, base frame",
     "grasp": "grasp point, m, and gripper yaw, rad, base frame",
+    "image_points": "grasp point and end effector in this image, fractions of width and height (u right, v down)",
 }
 
 ACTION_GROUPS = ("action", "expert_action")  # in [-1, 1] by the env's action contract
 # Groups of columns that load as one (N, k) float32 array.
-GROUPS = {"proprio": PROPRIO, "action": ACTION, "expert_action": EXPERT, "object": OBJECT, "grasp": GRASP}
+GROUPS = {"proprio": PROPRIO, "action": ACTION, "expert_action": EXPERT, "object": OBJECT, "grasp": GRASP,
+          "image_points": IMAGE_POINTS}
 
 
 class DatasetError(ValueError):
@@ -87,6 +96,7 @@ class Episode:
     expert_action: np.ndarray | None = None
     object: np.ndarray | None = None
     grasp: np.ndarray | None = None
+    image_points: np.ndarray | None = None
     images_alt: np.ndarray | None = None
     has_alt: np.ndarray | None = None
     success: bool | None = None
@@ -96,6 +106,11 @@ class Episode:
 
     def __len__(self) -> int:
         return len(self.images)
+
+
+def _header(path: Path) -> list[str]:
+    with open(path, newline="") as f:
+        return next(csv.reader(f), [])
 
 
 def _fmt(x: float | None) -> str:
@@ -134,7 +149,23 @@ class EpisodeWriter:
                 with open(self.root / "episodes.csv", "w", newline="") as f:
                     csv.writer(f).writerow(EPISODE_COLUMNS)
             return
+        if tuple(_header(self.root / "steps.csv")[:len(STEP_COLUMNS)]) != STEP_COLUMNS:
+            # A folder written before a column was added: rewrite it under today's header (the
+            # new cells empty) so appended rows line up.
+            self._rewrite("steps.csv", STEP_COLUMNS, _read_csv(self.root / "steps.csv"))
         self.keep_first(self.num_episodes)
+
+    def _rewrite(self, name: str, columns: tuple[str, ...], rows: list[dict]) -> None:
+        """Atomically rewrite a CSV with ``columns`` first; columns of the file's own that are not
+        among them are kept after them (nothing already there is lost)."""
+        path = self.root / name
+        extra = [c for c in _header(path) if c not in columns]
+        tmp = path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, [*columns, *extra])
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, path)
 
     def keep_first(self, episodes: int) -> None:
         """Keep only episodes 0 .. ``episodes`` - 1 (and their step rows); used to redo a partly
@@ -144,12 +175,7 @@ class EpisodeWriter:
             rows = _read_csv(path)
             keep = [r for r in rows if int(r["episode"]) < episodes]
             if len(keep) != len(rows):
-                tmp = path.with_suffix(".csv.tmp")
-                with open(tmp, "w", newline="") as f:
-                    w = csv.DictWriter(f, columns)
-                    w.writeheader()
-                    w.writerows(keep)
-                os.replace(tmp, path)
+                self._rewrite(name, columns, keep)
         self.episodes = [r for r in self.episodes if int(r["episode"]) < episodes]
 
     def append(self, ep: Episode) -> int:
@@ -198,6 +224,7 @@ class Dataset:
     expert_action: np.ndarray
     object: np.ndarray
     grasp: np.ndarray
+    image_points: np.ndarray
     success: np.ndarray
     images_alt: np.ndarray
     has_alt: np.ndarray
