@@ -100,9 +100,9 @@ def dataset_keypoints(ds) -> np.ndarray:
     """Keypoint targets (N, len(KEYPOINTS), 2), pixels of the dataset's (square) images: the
     recorded image points where a row has them (simulation: the frame's own randomized camera),
     else projected through the dataset's camera (``keypoint_pixels``)."""
-    size = ds.images.shape[1]
-    out = keypoint_pixels(ds.meta.get("camera"), size, ds.grasp, ds.proprio)
-    recorded = ds.image_points.reshape(-1, 2, 2) * size
+    height, width = ds.images.shape[1:3]
+    out = keypoint_pixels(ds.meta.get("camera"), height, ds.grasp, ds.proprio)
+    recorded = ds.image_points.reshape(-1, 2, 2) * np.array([width, height], np.float32)
     ok = np.isfinite(recorded).all(axis=2)
     out[:, :2][ok] = recorded[ok]
     return out
@@ -130,7 +130,9 @@ class Buffer:
         self.parts["has_alt"].append(ep.has_alt if ep.has_alt is not None else np.zeros(n, bool))
         kp = np.full((n, len(KEYPOINTS), 2), np.nan, np.float32)
         if ep.image_points is not None:  # recorded with the frame's own camera (fractions of the image)
-            kp[:, :2] = np.asarray(ep.image_points, np.float32).reshape(-1, 2, 2) * ep.images.shape[1]
+            height, width = ep.images.shape[1:3]
+            scale = np.array([width, height], np.float32)
+            kp[:, :2] = np.asarray(ep.image_points, np.float32).reshape(-1, 2, 2) * scale
         self.parts["keypoints"].append(kp)
         self._cat = None
 

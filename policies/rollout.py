@@ -175,7 +175,9 @@ def image_points(camera, grasp: np.ndarray | None, hand: np.ndarray) -> np.ndarr
     width and height: float32 (4,) u, v, u, v, NaN for an unknown point or one outside the image.
 
     Recorded with the frame's own randomized camera, these are the keypoint targets; computed from
-    the nominal camera instead they were off by a median 4.6 px of 64 under full camera jitter."""
+    the nominal camera instead they were off by a median 4.6 px of 64 under full camera jitter.
+    They are for the state at the step: a frame the sensor model delayed shows the hand one step
+    earlier (the same holds for the proprio and labels recorded beside it)."""
     out = np.full(4, np.nan, np.float32)
     for k, point in enumerate((grasp, hand)):
         if point is None or not np.isfinite(point).all():

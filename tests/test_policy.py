@@ -88,6 +88,10 @@ def test_recorded_image_points_are_the_keypoint_targets_where_a_row_has_them(tmp
     for kp in (buf.arrays["keypoints"], mem.arrays["keypoints"][:1]):
         np.testing.assert_allclose(kp[0], [[16, 32], [48, 8]], atol=1e-3)  # fractions x 64 px
     np.testing.assert_allclose(buf.arrays["keypoints"][1], nominal[1], atol=1e-4)  # else the dataset's camera
+    wide = Buffer()  # fractions of the width for u, of the height for v
+    wide.add_episode(Episode(images=np.zeros((2, 48, 64, 3), np.uint8), proprio=proprio, grasp=grasp,
+                             image_points=points))
+    np.testing.assert_allclose(wide.arrays["keypoints"][0], [[16, 24], [48, 6]], atol=1e-3)
 
 
 def test_keypoint_loss_is_low_only_where_the_map_peaks_at_the_target():
