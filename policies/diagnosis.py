@@ -80,14 +80,19 @@ def _record(env, expert, policy: GraspPolicy, seeds: list[int], drive: str, on_e
             on_episode(k, success)
 
 
+def _along(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Length of the true offset and the estimate's component along it (m), per row."""
+    dist = np.linalg.norm(rows[:, 2:4], axis=1)
+    return dist, (rows[:, 4:6] * rows[:, 2:4]).sum(axis=1) / np.maximum(dist, 1e-9)
+
+
 def error_table(rows: np.ndarray, bins: tuple[float, ...] = OFFSET_BINS, low: float = LOW) -> list[dict]:
     """Rows (N, 7) -> one summary per (height class, offset bin) with at least one state:
     states, median true offset, median |estimate|, median error (all cm) and the gain (module doc)."""
     rows = np.asarray(rows, np.float64).reshape(-1, len(COLUMNS))
     true, est = rows[:, 2:4], rows[:, 4:6]
-    dist = np.linalg.norm(true, axis=1)
+    dist, along = _along(rows)
     error = np.linalg.norm(est - true, axis=1)
-    along = (est * true).sum(axis=1) / np.maximum(dist, 1e-9)
     out = []
     for name, height in (("low", rows[:, 1] < low), ("high", rows[:, 1] >= low)):
         for lo, hi in zip(bins[:-1], bins[1:], strict=True):
@@ -111,8 +116,7 @@ def plot_rows(rows: np.ndarray, path, title: str = "") -> None:
     import matplotlib.pyplot as plt
 
     rows = np.asarray(rows, np.float64).reshape(-1, len(COLUMNS))
-    dist = np.linalg.norm(rows[:, 2:4], axis=1)
-    along = (rows[:, 4:6] * rows[:, 2:4]).sum(axis=1) / np.maximum(dist, 1e-9)
+    dist, along = _along(rows)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharex=True, sharey=True)
     top = 100 * max(float(dist.max(initial=0.0)), 0.02)
     for ax, (name, m) in zip(axes, ((f"hand low (< {100 * LOW:.0f} cm above the grasp)", rows[:, 1] < LOW),

@@ -100,12 +100,18 @@ def dataset_keypoints(ds) -> np.ndarray:
     """Keypoint targets (N, len(KEYPOINTS), 2), pixels of the dataset's (square) images: the
     recorded image points where a row has them (simulation: the frame's own randomized camera),
     else projected through the dataset's camera (``keypoint_pixels``)."""
-    height, width = ds.images.shape[1:3]
-    out = keypoint_pixels(ds.meta.get("camera"), height, ds.grasp, ds.proprio)
-    recorded = ds.image_points.reshape(-1, 2, 2) * np.array([width, height], np.float32)
+    out = keypoint_pixels(ds.meta.get("camera"), ds.images.shape[1], ds.grasp, ds.proprio)
+    recorded = recorded_pixels(ds.image_points, ds.images)
     ok = np.isfinite(recorded).all(axis=2)
     out[:, :2][ok] = recorded[ok]
     return out
+
+
+def recorded_pixels(image_points: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """Recorded image points (N, 4: fractions u, v of grasp point and end effector) -> pixels
+    (N, 2, 2) of ``images`` (N, H, W, 3): u scales by the width, v by the height."""
+    height, width = images.shape[1:3]
+    return np.asarray(image_points, np.float32).reshape(-1, 2, 2) * np.array([width, height], np.float32)
 
 
 class Buffer:
@@ -130,9 +136,7 @@ class Buffer:
         self.parts["has_alt"].append(ep.has_alt if ep.has_alt is not None else np.zeros(n, bool))
         kp = np.full((n, len(KEYPOINTS), 2), np.nan, np.float32)
         if ep.image_points is not None:  # recorded with the frame's own camera (fractions of the image)
-            height, width = ep.images.shape[1:3]
-            scale = np.array([width, height], np.float32)
-            kp[:, :2] = np.asarray(ep.image_points, np.float32).reshape(-1, 2, 2) * scale
+            kp[:, :2] = recorded_pixels(ep.image_points, ep.images)
         self.parts["keypoints"].append(kp)
         self._cat = None
 
