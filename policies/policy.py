@@ -7,7 +7,8 @@ Output: action (N, 5) in [-1, 1] following the env's action contract (dx, dy, dz
 Two ways to turn what the network sees into an action (``control``):
     "servo"   (default) the ``grasp`` head estimates where the grasp is *relative to the hand*
               (offset in m, base frame, and the yaw still to turn) and a fixed visual-servoing law
-              -- the scripted expert's descent funnel, close, lift -- turns that into the action.
+              -- the scripted expert's descent funnel, close, lift, with constants that tolerate a
+              wobbling estimate (``ServoLaw``) -- turns that into the action.
               The network only has to see; the expert's control law is not re-learned. Relative
               estimates also cancel what camera jitter does to absolute ones.
     "direct"  the ``action`` head maps features straight to actions (tanh movement, gripper logit);
@@ -20,6 +21,10 @@ position in the base frame and grasp yaw as cos 2psi, sin 2psi, from the image a
 """
 
 from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -41,6 +46,72 @@ CONTROLS = ("servo", "direct")
 _ENV = EnvConfig()
 MAX_TRANSLATION, MAX_ROTATION = _ENV.max_translation, _ENV.max_rotation  # action scale, m and rad per step
 HOLDING = (law.SHUT, law.HELD)  # m: fingers stopped by something (not open, not shut on nothing)
+
+
+@dataclass(frozen=True)
+class ServoLaw:
+    """The constants of the servo control law (``servo_action``): the scripted expert's law, in
+    metres, radians and fractions. A student runs it on an *estimated* grasp, and its estimate is
+    noisy (about 1 cm near alignment, ``scripts/diagnose_estimate.py``) where the expert's is exact.
+
+    xy_tol (m) and funnel_slope (m per m): the hand may be funnel_slope x (offset - xy_tol) above
+    the grasp height; yaw_tol (rad) and yaw_slope (m per rad): the same for the yaw still to turn;
+    hover (m): the funnel's cap; drift (m): the largest offset at which to close; close_dz (m):
+    close below this height above the grasp; gain: the fraction of the remaining error commanded
+    per step; lift_z (m): where a held object is lifted to.
+
+    ``expert()`` is the expert's own law. ``student()`` (what new runs use) descends through a
+    wider funnel and moves faster: with the expert's 6 mm an estimate that wobbles by a centimetre
+    keeps the hand hovering until the episode ends: ``scripts/bench_servo.py`` measures 60 % success
+    under 1 cm of such noise against a ceiling of 89 %, and closed-loop evaluation of the geometric
+    student rises from 65 to 72 % with these constants (README).
+    """
+
+    xy_tol: float = law.XY_TOL
+    funnel_slope: float = law.FUNNEL_SLOPE
+    yaw_tol: float = law.YAW_TOL
+    yaw_slope: float = law.YAW_SLOPE
+    hover: float = law.HOVER
+    drift: float = law.DRIFT
+    close_dz: float = law.CLOSE_DZ
+    gain: float = law.GAIN
+    lift_z: float = law.LIFT_Z
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"servo.{f.name}: must be a non-negative number, got {v!r}")
+        if not 0 < self.gain <= 1:
+            raise ValueError(f"servo.gain: must be in (0, 1], got {self.gain!r}")
+
+    @classmethod
+    def expert(cls) -> ServoLaw:
+        return cls()
+
+    @classmethod
+    def student(cls) -> ServoLaw:
+        # Chosen by closed-loop evaluation of one trained policy on tuning seeds (7000-7199), then
+        # checked on the reporting seeds and other runs (README, "The student's servo law").
+        return cls(xy_tol=STUDENT_XY_TOL, gain=STUDENT_GAIN)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None, where: str = "servo") -> ServoLaw:
+        """None = the expert's law (checkpoints from before the law was stored ran it)."""
+        if data is None:
+            return cls.expert()
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected a mapping of servo-law constants, got {data!r}")
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"{where}: unknown fields {sorted(unknown)}")
+        return cls(**data)
+
+
+STUDENT_XY_TOL, STUDENT_GAIN = 0.012, 0.85
 
 
 def mlp(inp: int, hidden: int, out: int) -> nn.Sequential:
@@ -154,11 +225,13 @@ class GraspPolicy(nn.Module):
     """Args: spec: the encoder; hidden: head width; control: "servo" or "direct" (module docstring);
     grasp_modes: hypotheses of the grasp head (``GraspHead``); geometry: add the camera-geometry
     offset of the grasp-point keypoint to the grasp head's output (``GraspGeometry``; needs an
-    encoder spec with a camera and named keypoints, else ignored)."""
+    encoder spec with a camera and named keypoints, else ignored); servo: the constants of the
+    servo law (``ServoLaw``; default: the student's)."""
 
     def __init__(self, spec: EncoderSpec | None = None, hidden: int = 256, control: str = "servo",
-                 grasp_modes: int = 1, geometry: bool = False) -> None:
+                 grasp_modes: int = 1, geometry: bool = False, servo: ServoLaw | None = None) -> None:
         super().__init__()
+        self.servo = servo or ServoLaw.student()
         if control not in CONTROLS:
             raise ValueError(f"control: must be one of {CONTROLS}, got {control!r}")
         self.control = control
@@ -186,7 +259,7 @@ class GraspPolicy(nn.Module):
         if self.control == "servo":
             # The action head's gripper logit (the expert's open/close label, learned by BC) tells
             # a hand that holds something from fingers merely passing through mid-range.
-            return servo_action(self._grasp(fused, maps, proprio), proprio, self.action_head(fused)[:, 4])
+            return servo_action(self._grasp(fused, maps, proprio), proprio, self.action_head(fused)[:, 4], self.servo)
         return self.to_action(self.action_head(fused))
 
     def features(self, image: torch.Tensor, proprio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -248,6 +321,7 @@ class GraspPolicy(nn.Module):
     def checkpoint(self, extra: dict | None = None) -> dict:
         return {"kind": "sim2real-policy", "spec": self.spec.to_dict(), "hidden": self.hidden, "control": self.control,
                 "grasp_modes": self.grasp_head.modes, "geometry": self.geometry is not None,
+                "servo": self.servo.to_dict(),
                 "state_dict": self.state_dict(), "extra": extra or {}}
 
     @classmethod
@@ -256,7 +330,8 @@ class GraspPolicy(nn.Module):
             raise ValueError(f"{where}: not a sim2real policy checkpoint")
         policy = cls(EncoderSpec.from_dict(blob["spec"]), hidden=int(blob.get("hidden", 256)),
                      control=str(blob.get("control", "direct")), grasp_modes=int(blob.get("grasp_modes", 1)),
-                     geometry=bool(blob.get("geometry", False)))
+                     geometry=bool(blob.get("geometry", False)),
+                     servo=ServoLaw.from_dict(blob.get("servo"), f"{where}: servo"))
         policy.load_state_dict(blob["state_dict"])
         policy.eval()
         return policy
@@ -289,7 +364,8 @@ def grasp_targets(grasp: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
     return torch.cat([offset, torch.cos(2 * dyaw)[:, None], torch.sin(2 * dyaw)[:, None]], dim=1)
 
 
-def servo_action(grasp: torch.Tensor, proprio: torch.Tensor, grip_logit: torch.Tensor | None = None) -> torch.Tensor:
+def servo_action(grasp: torch.Tensor, proprio: torch.Tensor, grip_logit: torch.Tensor | None = None,
+                 servo: ServoLaw | None = None) -> torch.Tensor:
     """The expert's control law (``envs.expert``) on an *estimated* grasp: grasp head output (N, 5)
     and proprio (N, 5) -> action (N, 5) in [-1, 1]. Plain tensor ops, so it exports to ONNX.
 
@@ -304,7 +380,10 @@ def servo_action(grasp: torch.Tensor, proprio: torch.Tensor, grip_logit: torch.T
     height that never retried (most failed episodes ended that way). With the logit, "holding"
     also needs the expert's label to be "keep closed", which it learned from contacts in DAgger's
     relabelled states; a miss then re-opens and retries. None = the opening alone.
+
+    servo: the law's constants (``ServoLaw``); None = the expert's.
     """
+    c = servo or ServoLaw.expert()
     offset = grasp[:, :3] * GRASP_SCALE  # grasp point - hand, m
     # Never aim below the tray floor (the expert's grasp heights are >= 1 cm above it).
     offset = torch.cat([offset[:, :2], torch.maximum(offset[:, 2:3], TRAY_FLOOR_Z + 0.01 - proprio[:, 2:3])], dim=1)
@@ -315,14 +394,14 @@ def servo_action(grasp: torch.Tensor, proprio: torch.Tensor, grip_logit: torch.T
     holding = (opening > HOLDING[0]) & (opening < HOLDING[1])
     if grip_logit is not None:
         holding = holding & (grip_logit < 0)
-    close = ~holding & (off_xy <= law.DRIFT) & (dz < law.CLOSE_DZ) & (opening > HOLDING[0])
-    allowed = torch.clamp(law.FUNNEL_SLOPE * torch.relu(off_xy - law.XY_TOL)
-                          + law.YAW_SLOPE * torch.relu(dyaw.abs() - law.YAW_TOL), max=law.HOVER)
+    close = ~holding & (off_xy <= c.drift) & (dz < c.close_dz) & (opening > HOLDING[0])
+    allowed = torch.clamp(c.funnel_slope * torch.relu(off_xy - c.xy_tol)
+                          + c.yaw_slope * torch.relu(dyaw.abs() - c.yaw_tol), max=c.hover)
     funnel = offset + torch.stack([torch.zeros_like(allowed), torch.zeros_like(allowed), allowed], dim=1)
-    lift = torch.stack([torch.zeros_like(dz), torch.zeros_like(dz), law.LIFT_Z - proprio[:, 2]], dim=1)
+    lift = torch.stack([torch.zeros_like(dz), torch.zeros_like(dz), c.lift_z - proprio[:, 2]], dim=1)
     move = torch.where(holding[:, None], lift, torch.where(close[:, None], offset, funnel))
     turn = torch.where(holding | close, torch.zeros_like(dyaw), dyaw)
     gripper = torch.where(holding | close, -1.0, 1.0)
-    gain = law.GAIN
+    gain = c.gain
     return torch.cat([torch.clamp(gain * move / MAX_TRANSLATION, -1, 1),
                       torch.clamp(gain * turn / MAX_ROTATION, -1, 1)[:, None], gripper[:, None]], dim=1)

@@ -95,14 +95,15 @@ class ServoActionNet(nn.Module):
     """PPO's action mean = servo_action(grasp_head(fused features), proprio). The servo law reads
     "holding" from the opening alone here: this actor has no BC action head to gate it with."""
 
-    def __init__(self, grasp_head: nn.Module) -> None:
+    def __init__(self, grasp_head: nn.Module, servo=None) -> None:
         super().__init__()
         self.grasp_head = grasp_head
+        self.servo = servo  # the policy's ServoLaw (None: the expert's)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         from policies.policy import servo_action
 
-        return servo_action(self.grasp_head(latent[:, :-5]), latent[:, -5:])
+        return servo_action(self.grasp_head(latent[:, :-5]), latent[:, -5:], servo=self.servo)
 
 
 def make_servo_ppo(env, policy: GraspPolicy, freeze: bool = False, seed: int = 0, log_std_init: float = -1.5,
@@ -128,7 +129,7 @@ def make_servo_ppo(env, policy: GraspPolicy, freeze: bool = False, seed: int = 0
                 **{**defaults, **kwargs})
     restore_pretrained(model)  # SB3 re-initialised the extractor: put the given weights back, random or not
     pol = model.policy
-    pol.action_net = ServoActionNet(policy.grasp_head)
+    pol.action_net = ServoActionNet(policy.grasp_head, policy.servo)
     # The optimizer was built over the placeholder linear action net: rebuild it over the real one.
     pol.optimizer = pol.optimizer_class(pol.parameters(), lr=model.lr_schedule(1), **pol.optimizer_kwargs)
     return model

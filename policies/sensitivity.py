@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from policies.policy import GRASP_SCALE, grasp_targets, servo_action
+from policies.policy import GRASP_SCALE, ServoLaw, grasp_targets, servo_action
 
 ERROR_KINDS = ("noise", "bias")
 
@@ -37,11 +37,13 @@ def estimate_error(kind: str, size: float, rng: np.random.Generator) -> Callable
     return lambda: bias
 
 
-def servo_episode(env, expert, error: Callable[[], np.ndarray], seed: int | None = None) -> tuple[bool, int]:
+def servo_episode(env, expert, error: Callable[[], np.ndarray], seed: int | None = None,
+                  servo: ServoLaw | None = None) -> tuple[bool, int]:
     """One episode of the servo law on the expert's grasp plus ``error()``; returns (success, steps).
 
     ``env`` is a ``PandaGrasp`` env (any observation with proprio), ``expert`` a ``ScriptedExpert``
-    on it. Before the expert has a plan (no labels) the hand holds still with the fingers open."""
+    on it; ``servo``: the law's constants (None: the expert's). Before the expert has a plan (no
+    labels) the hand holds still with the fingers open."""
     obs, _ = env.reset(seed=seed)
     expert.reset()
     steps = 0
@@ -54,7 +56,7 @@ def servo_episode(env, expert, error: Callable[[], np.ndarray], seed: int | None
         else:
             grasp = grasp_targets(torch.as_tensor(targets[1][None]), proprio)
             grasp[0, :2] += torch.as_tensor(error() / GRASP_SCALE, dtype=torch.float32)
-            action = servo_action(grasp, proprio, torch.tensor([float(label[4])]))[0].numpy()
+            action = servo_action(grasp, proprio, torch.tensor([float(label[4])]), servo)[0].numpy()
         obs, _, terminated, truncated, info = env.step(action)
         steps += 1
         if terminated or truncated:

@@ -31,7 +31,7 @@ import torch
 
 from policies.encoders import EncoderSpec
 from policies.imitation import Buffer, FitConfig, fit
-from policies.policy import CONTROLS, GraspPolicy, check_grasp_modes
+from policies.policy import CONTROLS, GraspPolicy, ServoLaw, check_grasp_modes
 from policies.rollout import RolloutPool, collect, make_chunks, policy_bytes
 from sim2real.data.episodes import EpisodeWriter, read_dataset
 from sim2real.runs import RunDir, RunError, environment_info
@@ -66,7 +66,9 @@ class TrainConfig:
     ``policies.policy``; RL (ppo / sac) always ends with "direct"; grasp_modes: hypotheses of the
     grasp head, trained winner-takes-all (``policies.policy.GraspHead``); grasp_geometry: the
     grasp estimate is the camera-geometry offset of the grasp-point keypoint plus a learned
-    residual (``policies.policy.GraspGeometry``; needs ``grasp_prior`` for the camera).
+    residual (``policies.policy.GraspGeometry``; needs ``grasp_prior`` for the camera); servo:
+    the constants of the servo law the student acts with (``policies.policy.ServoLaw``; default
+    the student's, ``--set servo.xy_tol=0.006`` etc. to change one).
     """
 
     preset: str = "default"
@@ -105,7 +107,8 @@ class TrainConfig:
     grasp_prior: bool = True
     control: str = "servo"
     grasp_modes: int = 1
-    grasp_geometry: bool = False
+    grasp_geometry: bool = True
+    servo: ServoLaw = field(default_factory=ServoLaw.student)
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -184,6 +187,8 @@ class TrainConfig:
             if name in data:
                 data[name] = FitConfig(**data[name])
         data["dagger_beta"] = tuple(data.get("dagger_beta", ()))
+        if "servo" in data:
+            data["servo"] = ServoLaw.from_dict(data["servo"])
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -248,7 +253,7 @@ class Trainer:
             if "pretrain" not in done:
                 torch.manual_seed(cfg.seed)
                 policy = GraspPolicy(cfg.encoder, control=cfg.control, grasp_modes=cfg.grasp_modes,
-                                     geometry=cfg.grasp_geometry)
+                                     geometry=cfg.grasp_geometry, servo=cfg.servo)
                 hist = fit(policy, buffer, cfg.pretrain, seed=cfg.seed, progress="pretrain encoder")
                 self._curve("pretrain", hist)
                 from policies.encoders import save_encoder

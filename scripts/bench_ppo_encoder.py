@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 given = GraspPolicy.load(pretrained_policy)
                 start = given if arm.startswith("pretrained") else \
                     GraspPolicy(pretrained.spec, control="servo", grasp_modes=given.grasp_head.modes,
-                                geometry=given.geometry is not None)
+                                geometry=given.geometry is not None, servo=given.servo)
                 model = make_servo_ppo(env, start, freeze=arm.endswith("frozen"), seed=args.seed)
             else:
                 model = make_model("ppo", env, encoder=encoder, freeze=arm.endswith("frozen"), seed=args.seed)

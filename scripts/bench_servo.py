@@ -4,8 +4,10 @@ grasp plus a known horizontal error (``policies.sensitivity``), for each error k
     python scripts/bench_servo.py --episodes 60 --sizes 0,0.01,0.02,0.03 --out bench_servo/
 
 "noise": a fresh N(0, size^2) per axis every step; "bias": one direction per episode, size m long.
-Size 0 is the control law's own ceiling. The same seeds and error draws serve every setting (paired). Writes
-bench_servo.json (success, episodes and 95% interval per setting) and bench_servo.png.
+Size 0 is the control law's own ceiling. The same seeds and error draws serve every setting (paired).
+``--law expert`` runs the expert's constants instead of the student's (``policies.policy.ServoLaw``:
+the student's wider funnel tolerates a wobbling estimate). Writes bench_servo.json (success, episodes
+and 95% interval per setting, the law's constants) and bench_servo.png.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--objects", choices=("train", "heldout"), default="heldout", help="object split")
     p.add_argument("--randomization", default="full", help="preset: none, light or full (default full)")
     p.add_argument("--no-plan", action="store_true", help="the expert grasps the nearest object without rehearsal")
+    p.add_argument("--law", choices=("student", "expert"), default="student",
+                   help="servo-law constants: the student's (what trained policies act with, default) or "
+                        "the expert's (policies.policy.ServoLaw)")
     p.add_argument("--seed", type=int, default=20000, help="seed of the first episode")
     p.add_argument("--out", type=Path, default=Path("bench_servo"), help="output folder (default bench_servo/)")
     args = p.parse_args(argv)
@@ -50,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import envs  # noqa: F401  (registers the env ids)
     from envs.expert import ScriptedExpert
+    from policies.policy import ServoLaw
     from policies.sensitivity import ERROR_KINDS, estimate_error, servo_episode
     from sim2real.stats import success_summary
 
@@ -58,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     env = gym.make("PandaGrasp-v0", image_size=64, objects=args.objects, randomization=args.randomization)
     expert = ScriptedExpert(env, plan=not args.no_plan)
+    law = ServoLaw.student() if args.law == "student" else ServoLaw.expert()
     # Size 0 is the same for both kinds: run it once.
     settings = [("none", 0.0)] * (0.0 in args.sizes) + [(k, s) for k in kinds for s in args.sizes if s > 0]
     rows = []
@@ -69,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             # (a bias row's direction, a noise row's per-step draws, only scaled by the size).
             rng = np.random.default_rng([args.seed, k])
             error = estimate_error("bias" if kind == "none" else kind, size, rng)
-            wins += servo_episode(env, expert, error, seed=args.seed + k)[0]
+            wins += servo_episode(env, expert, error, seed=args.seed + k, servo=law)[0]
             bar.set_postfix(success=f"{wins}/{k + 1}")
         row = {"kind": kind, "size_m": size, **success_summary(wins, args.episodes)}
         rows.append(row)
@@ -77,14 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{kind:>5} {100 * size:4.1f} cm: {wins}/{args.episodes} = {row['success_rate']:.3f} "
               f"(95% CI {lo:.3f}-{hi:.3f})", flush=True)
     result = {"objects": args.objects, "randomization": args.randomization, "plan": not args.no_plan,
-              "seed": args.seed, "rows": rows}
+              "seed": args.seed, "law": args.law, "servo": law.to_dict(), "rows": rows}
     (args.out / "bench_servo.json").write_text(json.dumps(result, indent=2))
-    plot(rows, kinds, args.out / "bench_servo.png")
+    plot(rows, kinds, args.out / "bench_servo.png", args.law)
     print(f"results in {args.out / 'bench_servo.json'} and bench_servo.png")
     return 0
 
 
-def plot(rows: list[dict], kinds: list[str], path: Path) -> None:
+def plot(rows: list[dict], kinds: list[str], path: Path, law: str = "student") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,7 +111,7 @@ def plot(rows: list[dict], kinds: list[str], path: Path) -> None:
     ax.set_xlabel("error in the grasp estimate, cm")
     ax.set_ylabel("grasp success")
     ax.set_ylim(0, 1)
-    ax.set_title("servo law on the expert's grasp plus an error")
+    ax.set_title(f"servo law ({law}'s constants) on the expert's grasp plus an error", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

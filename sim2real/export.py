@@ -155,6 +155,9 @@ def export_policy(run_dir: str | Path, out_dir: str | Path | None = None, contro
         "gripper": {"max_opening_m": MAX_OPENING},
         "control_hz": float(control_hz or env.control_hz),
         "control": policy.control,
+        # The servo law's constants are baked into the graph; stated here so a controller author
+        # can see what the policy does near the object (m, rad; ``policies.policy.ServoLaw``).
+        "servo_law": policy.servo.to_dict() if policy.control == "servo" else None,
         "camera": policy.spec.camera,
         "source_run": str(run_dir), "adapted": "adapt" in config, "seed": train.get("seed"),
         "exporter": {"api": "torch.onnx.export(dynamo=False)", "opset": OPSET, "parity_max_abs_err": float(err.max()),

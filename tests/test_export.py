@@ -29,6 +29,9 @@ def test_export_writes_a_parity_checked_onnx_and_its_spec(exported, fake_run):
     assert spec["inputs"]["image"]["dtype"] == "uint8" and spec["inputs"]["image"]["shape"][1:] == [64, 64, 3]
     assert spec["action_scale"]["max_translation_m"] > 0 and spec["control_hz"] == 10.0
     assert spec["camera"]["intrinsics"]["fx"] > 0 and spec["versions"]["onnxruntime"]
+    from policies.policy import GraspPolicy, ServoLaw
+    if spec["control"] == "servo":  # the law baked into the graph is stated beside it
+        assert ServoLaw.from_dict(spec["servo_law"]) == GraspPolicy.load(Path(fake_run) / "policy.pt").servo
 
 
 def test_runtime_matches_torch_on_observations(exported, fake_run):

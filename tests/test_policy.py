@@ -11,7 +11,15 @@ from envs.camera import Camera
 from envs.expert import ScriptedExpert
 from policies.encoders import KEYPOINTS, EncoderSpec
 from policies.imitation import Buffer, FitConfig, fit, grasp_loss, keypoint_loss, keypoint_pixels
-from policies.policy import GRASP_SCALE, GraspGeometry, GraspHead, GraspPolicy, grasp_targets, servo_action
+from policies.policy import (
+    GRASP_SCALE,
+    GraspGeometry,
+    GraspHead,
+    GraspPolicy,
+    ServoLaw,
+    grasp_targets,
+    servo_action,
+)
 from sim2real.data.episodes import Episode
 
 
@@ -189,7 +197,8 @@ def test_policy_servo_forward_uses_the_action_heads_gripper_logit():
     proprio = torch.tensor([[0.55, 0.0, 0.04, 0.0, 0.025]] * 4)
     with torch.no_grad():
         fused = policy.fusion(image, proprio)
-        expected = servo_action(policy.grasp_estimate(image, proprio), proprio, policy.action_head(fused)[:, 4])
+        expected = servo_action(policy.grasp_estimate(image, proprio), proprio, policy.action_head(fused)[:, 4],
+                                policy.servo)
         np.testing.assert_array_equal(policy(image, proprio).numpy(), expected.numpy())
         # A head that says "keep closed" makes every part-way hand lift at full speed, closed.
         policy.action_head[-1].bias[4] = -100.0
@@ -290,3 +299,33 @@ def test_a_multi_hypothesis_policy_saves_and_loads(tmp_path):
 def test_policy_rejects_an_unknown_control():
     with pytest.raises(ValueError, match="control"):
         GraspPolicy(control="teleport")
+
+
+def test_the_student_servo_law_descends_where_the_experts_hovers():
+    """1 cm off, 9 mm above the grasp (just above closing height): the expert's funnel (6 mm
+    tolerance) lifts the hand back up; the student's (12 mm, what new policies act with) keeps it
+    going down, and both keep aiming at it."""
+    proprio = torch.tensor([[0.55, 0.0, 0.049, 0.0, 0.08]])
+    grasp = grasp_targets(torch.tensor([[0.56, 0.0, 0.04, 0.0]]), proprio)
+    expert = servo_action(grasp, proprio)
+    student = servo_action(grasp, proprio, servo=ServoLaw.student())
+    assert expert[0, 2] > 0 and student[0, 2] < 0
+    assert expert[0, 0] > 0 and student[0, 0] > expert[0, 0]  # the student's gain is higher
+    np.testing.assert_array_equal(servo_action(grasp, proprio, servo=ServoLaw.expert()).numpy(), expert.numpy())
+    assert GraspPolicy().servo == ServoLaw.student()
+
+
+def test_servo_law_is_validated_and_travels_with_the_checkpoint(tmp_path):
+    for bad in ({"xy_tol": -0.01}, {"gain": 0.0}, {"gain": 1.5}, {"hover": float("nan")}, {"drift": "far"}):
+        with pytest.raises(ValueError, match="servo." + next(iter(bad))):
+            ServoLaw(**bad)
+    with pytest.raises(ValueError, match="unknown fields"):
+        ServoLaw.from_dict({"xy_tolerance": 0.01})
+    law = ServoLaw(xy_tol=0.02, gain=0.5)
+    GraspPolicy(servo=law).save(tmp_path / "p.pt")
+    assert GraspPolicy.load(tmp_path / "p.pt").servo == law
+    # A checkpoint from before the law was stored ran the expert's law, and still does.
+    blob = torch.load(tmp_path / "p.pt", weights_only=True)
+    del blob["servo"]
+    torch.save(blob, tmp_path / "old.pt")
+    assert GraspPolicy.load(tmp_path / "old.pt").servo == ServoLaw.expert()

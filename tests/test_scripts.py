@@ -57,11 +57,23 @@ def test_bench_servo_writes_rates_and_a_plot_and_a_large_error_breaks_the_grasp(
     proc = run("scripts/bench_servo.py", "--episodes", "3", "--sizes", "0,0.2", "--kinds", "bias",
                "--randomization", "light", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = {(r["kind"], r["size_m"]): r for r in json.loads((tmp_path / "bench_servo.json").read_text())["rows"]}
+    result = json.loads((tmp_path / "bench_servo.json").read_text())
+    rows = {(r["kind"], r["size_m"]): r for r in result["rows"]}
     assert set(rows) == {("none", 0.0), ("bias", 0.2)} and all(r["episodes"] == 3 for r in rows.values())
+    from policies.policy import ServoLaw
+    assert result["law"] == "student" and ServoLaw.from_dict(result["servo"]) == ServoLaw.student()
     # On the true grasp the control law lifts objects; 20 cm off, it closes beside them every time.
     assert rows["none", 0.0]["success_rate"] > 0 and rows["bias", 0.2]["success_rate"] == 0
     assert cv2.imread(str(tmp_path / "bench_servo.png")) is not None
+
+
+def test_bench_servo_runs_the_experts_law_when_asked(tmp_path):
+    proc = run("scripts/bench_servo.py", "--episodes", "1", "--sizes", "0", "--law", "expert",
+               "--randomization", "none", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from policies.policy import ServoLaw
+    result = json.loads((tmp_path / "bench_servo.json").read_text())
+    assert result["law"] == "expert" and ServoLaw.from_dict(result["servo"]) == ServoLaw.expert()
 
 
 def test_bench_servo_rejects_bad_sizes_and_kinds():

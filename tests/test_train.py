@@ -43,6 +43,11 @@ def test_smoke_preset_writes_a_self_describing_run(smoke_run):
         assert 0 <= m["ci95"][0] <= m["success_rate"] <= m["ci95"][1] <= 1
     assert metrics["wall_time_s"] > 0 and metrics["eval_protocol"]["randomization"] == "full"
     assert "held-out objects:" in proc.stdout
+    # The trained policy acts with the servo law its config names (the student's by default).
+    from policies.policy import GraspPolicy, ServoLaw
+    policy = GraspPolicy.load(out / "policy.pt")
+    assert policy.servo == ServoLaw.from_dict(config["train"]["servo"]) == ServoLaw.student()
+    assert policy.geometry is not None  # grasp_geometry is on by default
     from policies.encoders import load_encoder
     assert load_encoder(out / "encoder.pt").spec.image_size == 64
 
@@ -134,6 +139,12 @@ def test_set_overrides_reach_nested_settings_and_name_bad_keys():
     for bad, message in (("bc.stepz=3", "bc.stepz: unknown setting"), ("control=teleport", "control"),
                          ("seed.x=1", "not a group"), ("novalue", "KEY=VALUE"), ("views_near=1.5", "views_near"),
                          ("views_near=true", "views_near")):
+        with pytest.raises(ValueError, match=message):
+            apply_overrides(cfg, [bad])
+    law = apply_overrides(cfg, ["servo.xy_tol=0.02", "servo.gain=0.5"]).servo
+    assert (law.xy_tol, law.gain, law.funnel_slope) == (0.02, 0.5, cfg.servo.funnel_slope)
+    for bad, message in (("servo.gain=2", "servo.gain"), ("servo.xy_tol=-1", "servo.xy_tol"),
+                         ("servo.tolerance=1", "servo.tolerance: unknown setting")):
         with pytest.raises(ValueError, match=message):
             apply_overrides(cfg, [bad])
     # Options that would silently do nothing together are refused, naming the fields.

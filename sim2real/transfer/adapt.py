@@ -233,7 +233,8 @@ def train_strategy(sim_policy: GraspPolicy, strategy: Strategy, real: RealData, 
     torch.manual_seed(cfg.seed)
     if strategy.scratch:
         policy = GraspPolicy(copy.deepcopy(sim_policy.spec), hidden=sim_policy.hidden, control=sim_policy.control,
-                             grasp_modes=sim_policy.grasp_head.modes, geometry=sim_policy.geometry is not None)
+                             grasp_modes=sim_policy.grasp_head.modes, geometry=sim_policy.geometry is not None,
+                             servo=sim_policy.servo)
     else:
         policy = copy.deepcopy(sim_policy)
     if strategy.adabn:
