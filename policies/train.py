@@ -118,6 +118,8 @@ class TrainConfig:
         if self.control not in CONTROLS:
             raise ValueError(f"control: must be one of {CONTROLS}, got {self.control!r}")
         check_grasp_modes(self.grasp_modes)
+        if not isinstance(self.servo, ServoLaw):  # a mapping given in code, not through from_dict
+            self.servo = ServoLaw.from_dict(self.servo)
         for name in ("workers", "image_size", "chunk_size", "expert_episodes", "eval_episodes"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
@@ -138,7 +140,8 @@ class TrainConfig:
             # Without the prior the encoder has no camera (and without keypoints no grasp-point
             # map) to back-project through: the option would silently do nothing.
             raise ValueError("grasp_geometry: needs grasp_prior=true and encoder.keypoints >= 1, got "
-                             f"grasp_prior={self.grasp_prior}, encoder.keypoints={self.encoder.keypoints}")
+                             f"grasp_prior={self.grasp_prior}, encoder.keypoints={self.encoder.keypoints} "
+                             "(set grasp_geometry=false to train without the geometric estimate)")
         if self.camera is not None and not Path(self.camera).is_file():
             raise ValueError(f"camera: no such file {self.camera!r}")
         if self.encoder.image_size != self.image_size:

@@ -141,6 +141,7 @@ def test_set_overrides_reach_nested_settings_and_name_bad_keys():
                          ("views_near=true", "views_near")):
         with pytest.raises(ValueError, match=message):
             apply_overrides(cfg, [bad])
+    assert TrainConfig(servo={"xy_tol": 0.02}).servo.xy_tol == 0.02
     law = apply_overrides(cfg, ["servo.xy_tol=0.02", "servo.gain=0.5"]).servo
     assert (law.xy_tol, law.gain, law.funnel_slope) == (0.02, 0.5, cfg.servo.funnel_slope)
     for bad, message in (("servo.gain=2", "servo.gain"), ("servo.xy_tol=-1", "servo.xy_tol"),
