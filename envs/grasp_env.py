@@ -265,7 +265,7 @@ class GraspEnv(gym.Env):
         self.randomizer.apply_appearance(self.scene, alt)
         try:
             size = self.config.image_size
-            camera = alt.camera or self.base_camera
+            camera = alt.camera
             image = self.render_camera(camera.with_image_size(size, size), alt.light)
             alt.sensor.reset()
             image = alt.sensor(image, rng)

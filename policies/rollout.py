@@ -154,7 +154,7 @@ class _Recorder:
         rows["expert_action"].append(label)
         rows["object"].append(targets[0] if targets else nan4)
         rows["grasp"].append(targets[1] if targets else nan4)
-        camera = camera or self.genv.params.camera or self.genv.base_camera
+        camera = camera or self.genv.camera
         rows["image_points"].append(image_points(camera, targets[1][:3] if targets else None, obs["proprio"][:3]))
         alt = self.alt_prob > 0 and self.rng.random() < self.alt_prob
         rows["images_alt"].append(self.genv.render_alternative(self.rng) if alt else np.zeros_like(obs["image"]))

@@ -118,7 +118,7 @@ class TrainConfig:
         if self.control not in CONTROLS:
             raise ValueError(f"control: must be one of {CONTROLS}, got {self.control!r}")
         check_grasp_modes(self.grasp_modes)
-        if not isinstance(self.servo, ServoLaw):  # a mapping given in code, not through from_dict
+        if not isinstance(self.servo, ServoLaw):  # a mapping (config.json, --set, code)
             self.servo = ServoLaw.from_dict(self.servo)
         for name in ("workers", "image_size", "chunk_size", "expert_episodes", "eval_episodes"):
             v = getattr(self, name)
@@ -190,8 +190,6 @@ class TrainConfig:
             if name in data:
                 data[name] = FitConfig(**data[name])
         data["dagger_beta"] = tuple(data.get("dagger_beta", ()))
-        if "servo" in data:
-            data["servo"] = ServoLaw.from_dict(data["servo"])
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
