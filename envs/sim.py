@@ -9,9 +9,12 @@ Units: metres, radians, kilograms, seconds, newtons.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
+import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +40,10 @@ class Light:
     specular: float = 0.05
 
 
+# Worlds built on one EGL client before a fresh one frees what the plugin keeps (reset_world).
+EGL_WORLDS_PER_CLIENT = 8
+
+
 class Sim:
     """A PyBullet world in DIRECT mode (no GUI) with named bodies.
 
@@ -50,21 +57,41 @@ class Sim:
         if renderer not in RENDERERS:
             raise ValueError(f"renderer: unknown renderer {renderer!r}; choose from {RENDERERS}")
         self.timestep = timestep
-        self._p = BulletClient(connection_mode=pybullet.DIRECT)
-        self._p.setAdditionalSearchPath(pybullet_data.getDataPath())
+        self._p = self._connect()
         self._bodies: dict[str, int] = {}
         self._textures: dict[str, int] = {}
         # getJointInfo keeps reporting the URDF's damping after changeDynamics; remember ours.
         self._joint_damping: dict[tuple[str, int], float] = {}
         self.renderer = renderer
         self._egl_plugin: int | None = None
+        self._egl_worlds = 0  # worlds built on the current EGL client
         if renderer == "egl":
             self.renderer = "egl" if self._load_egl() else "tiny"
         self.reset_world()
 
     # ----------------------------------------------------------------------------------- world
+    @staticmethod
+    def _connect() -> BulletClient:
+        client = BulletClient(connection_mode=pybullet.DIRECT)
+        client.setAdditionalSearchPath(pybullet_data.getDataPath())
+        return client
+
     def reset_world(self) -> None:
-        """Remove every body and texture. PyBullet frees their memory only on a full reset."""
+        """Remove every body and texture. PyBullet frees their memory only on a full reset, and
+        with the EGL renderer not even then: its meshes and textures stay (bullet3 issue 4149),
+        about 60 MB per world here, so a proxy-real evaluation of a few hundred episodes in one
+        process ran out of 24 GB. That renderer gets a fresh physics client every
+        ``EGL_WORLDS_PER_CLIENT`` worlds instead (a new client and plugin cost about 0.2 s)."""
+        if self._egl_plugin is not None:
+            self._egl_worlds += 1
+            if self._egl_worlds > EGL_WORLDS_PER_CLIENT:
+                with _quiet_stdout():  # the plugin and pybullet print banners on every (dis)connect
+                    self._p.disconnect()
+                    self._p = self._connect()
+                self._egl_plugin = None
+                if not self._load_egl():
+                    self.renderer = "tiny"
+                self._egl_worlds = 1
         self._p.resetSimulation()
         self._bodies.clear()
         self._textures.clear()
@@ -78,7 +105,8 @@ class Sim:
         spec = importlib.util.find_spec("eglRenderer")
         plugin = -1
         if spec is not None and spec.origin is not None:
-            plugin = self._p.loadPlugin(spec.origin, "_eglRendererPlugin")
+            with _quiet_stdout():
+                plugin = self._p.loadPlugin(spec.origin, "_eglRendererPlugin")
         if plugin < 0:
             warnings.warn(
                 "renderer='egl': the EGL renderer plugin could not be loaded; "
@@ -90,7 +118,8 @@ class Sim:
     def close(self) -> None:
         if self._p is not None:
             try:
-                self._p.disconnect()
+                with _quiet_stdout():
+                    self._p.disconnect()
             except pybullet.error:
                 pass
             self._p = None  # type: ignore[assignment]
@@ -260,7 +289,8 @@ class Sim:
     def load_texture(self, key: str, path: str) -> None:
         """Load an image file as a texture once; later calls with the same key are free."""
         if key not in self._textures:
-            self._textures[key] = self._p.loadTexture(path)
+            with _quiet_stdout() if self._egl_plugin is not None else contextlib.nullcontext():
+                self._textures[key] = self._p.loadTexture(path)
 
     def set_color(self, name: str, rgba: Sequence[float], link: int = -1,
                   texture: str | None = None) -> None:
@@ -278,10 +308,41 @@ class Sim:
         """An RGB image (height, width, 3) uint8 from the given OpenGL view/projection matrices."""
         renderer = (pybullet.ER_BULLET_HARDWARE_OPENGL if self.renderer == "egl"
                     else pybullet.ER_TINY_RENDERER)
-        _, _, rgba, _, _ = self._p.getCameraImage(
-            width, height, viewMatrix=list(view), projectionMatrix=list(projection),
-            lightDirection=list(light.direction), lightColor=list(light.color),
-            lightAmbientCoeff=light.ambient, lightDiffuseCoeff=light.diffuse,
-            lightSpecularCoeff=light.specular, shadow=int(shadow), renderer=renderer,
-            flags=pybullet.ER_NO_SEGMENTATION_MASK)
+        # The EGL plugin reports its GL vendor on a fresh client's first images (and reset_world
+        # makes fresh clients): silenced, for a few dup2 calls per image.
+        with _quiet_stdout() if self._egl_plugin is not None else contextlib.nullcontext():
+            _, _, rgba, _, _ = self._p.getCameraImage(
+                width, height, viewMatrix=list(view), projectionMatrix=list(projection),
+                lightDirection=list(light.direction), lightColor=list(light.color),
+                lightAmbientCoeff=light.ambient, lightDiffuseCoeff=light.diffuse,
+                lightSpecularCoeff=light.specular, shadow=int(shadow), renderer=renderer,
+                flags=pybullet.ER_NO_SEGMENTATION_MASK)
         return np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[:, :, :3].copy()
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Silence what C code writes to file descriptors 1 and 2 (the EGL plugin's GL banner, a dozen
+    lines on every load), flushing C's buffers before the descriptors come back. Python's streams
+    are flushed first and keep working; without those descriptors nothing is silenced."""
+    import ctypes
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:
+        yield
+        return
+    libc = ctypes.CDLL(None)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+            yield
+            libc.fflush(None)
+    finally:
+        for fd, copy in ((1, saved[0]), (2, saved[1])):
+            os.dup2(copy, fd)
+            os.close(copy)

@@ -132,3 +132,116 @@ def plot_rows(rows: np.ndarray, path, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# ------------------------------------------------------------------------ oracle attribution
+# What limits the student's closed-loop success: the same episodes (paired seeds) with parts of
+# what it acts on replaced by the simulator's truth. "xy", "yaw", "height": the components of its
+# grasp estimate (``policies.policy.grasp_targets``); "holding": whether the fingers hold the
+# object (the expert's finger contacts) instead of the action head's gripper logit, which the
+# servo law reads with the opening to decide when to lift. A row is a "+"-joined set of parts;
+# "" is the student as it is deployed, "expert" the scripted expert acting itself.
+ORACLE_PARTS = ("xy", "yaw", "height", "holding")
+ORACLE_ROWS = ("", "xy", "yaw", "height", "holding", "xy+yaw+height", "xy+yaw+height+holding", "expert")
+_SLICES = {"xy": slice(0, 2), "height": slice(2, 3), "yaw": slice(3, 5)}
+
+
+def parse_oracle_row(row: str) -> frozenset[str]:
+    """A row name ("" / "xy+yaw" / "expert") -> its set of parts; ValueError naming the bad part."""
+    if row == "expert":
+        return frozenset({"expert"})
+    parts = frozenset(p for p in row.split("+") if p)
+    unknown = parts - set(ORACLE_PARTS)
+    if unknown:
+        raise ValueError(f"oracle row {row!r}: unknown part(s) {sorted(unknown)}; "
+                         f"parts are {', '.join(ORACLE_PARTS)} joined by '+', or 'expert'")
+    return parts
+
+
+@torch.no_grad()
+def oracle_action(policy: GraspPolicy, expert, image: np.ndarray, proprio: np.ndarray,
+                  parts: frozenset[str]) -> np.ndarray:
+    """The policy's action on one observation with ``parts`` taken from the expert (which must
+    have labelled this state: ``expert.act()`` first). Without parts it equals ``policy.act``."""
+    from policies.policy import grasp_targets, servo_action
+
+    p = torch.as_tensor(np.asarray(proprio, np.float32)[None])
+    _, maps, fused = policy.features(images_to_tensor(image[None]), p)
+    grasp = policy._grasp(fused, maps, p)
+    logit = policy.action_head(fused)[:, 4]
+    labels = expert.target_labels()
+    if labels is not None:
+        true = grasp_targets(torch.as_tensor(labels[1][None]), p)
+        for part in parts & set(_SLICES):
+            grasp[:, _SLICES[part]] = true[:, _SLICES[part]]
+    if "holding" in parts:
+        # The expert lifts exactly when its fingers touch the object (envs.expert).
+        logit = torch.tensor([-10.0 if expert.phase == "lift" else 10.0])
+    return servo_action(grasp, p, logit, policy.servo)[0].numpy()
+
+
+def oracle_successes(env, expert, policy: GraspPolicy, seeds: list[int], row: str, on_episode=None) -> list[bool]:
+    """One episode per seed with ``row``'s parts from the truth (module comment above); successes."""
+    parts = parse_oracle_row(row)
+    if policy.control != "servo" and parts - {"expert"}:
+        raise ValueError("oracle parts replace a servo policy's grasp estimate; this policy acts directly")
+    was_training = policy.training
+    policy.eval()
+    out = []
+    try:
+        for k, seed in enumerate(seeds):
+            obs, _ = env.reset(seed=int(seed))
+            expert.reset()
+            while True:
+                label = expert.act()  # labels the state (and plans) whoever acts
+                if "expert" in parts:
+                    action = label
+                elif parts:
+                    action = oracle_action(policy, expert, obs["image"], obs["proprio"], parts)
+                else:
+                    action = policy.act(obs["image"], obs["proprio"])
+                obs, _, terminated, truncated, info = env.step(action)
+                if terminated or truncated:
+                    break
+            out.append(bool(info["is_success"]))
+            if on_episode is not None:
+                on_episode(k, out[-1])
+    finally:
+        policy.train(was_training)
+    return out
+
+
+def plot_oracle(result: dict, path, title: str = "") -> None:
+    """Horizontal bars: success (with the 95 % interval) per oracle row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    names = [r["label"] for r in rows]
+    rates = np.array([100 * r["success_rate"] for r in rows])
+    lo = rates - np.array([100 * r["ci95"][0] for r in rows])
+    hi = np.array([100 * r["ci95"][1] for r in rows]) - rates
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
+    y = np.arange(len(rows))[::-1]
+    colors = ["tab:gray" if r["row"] == "expert" else "tab:blue" if r["row"] == "" else "tab:orange" for r in rows]
+    ax.barh(y, rates, xerr=[lo, hi], color=colors, capsize=3)
+    for yy, rate in zip(y, rates, strict=True):
+        ax.text(1, yy, f"{rate:.0f} %", va="center", fontsize=8, color="white")
+    ax.set_yticks(y, names, fontsize=8)
+    ax.set_xlim(0, 100)
+    ax.set_xlabel(f"closed-loop success, % ({rows[0]['episodes']} paired episodes, 95 % interval)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def oracle_label(row: str) -> str:
+    if row == "expert":
+        return "scripted expert (privileged)"
+    if not row:
+        return "student as deployed"
+    return "student + true " + " + ".join(row.split("+"))

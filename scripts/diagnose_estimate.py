@@ -9,7 +9,8 @@ Prints a table (states, median true offset, |estimate| and error in cm, and the 
 unbiased, 0 = "right here" however far the grasp is) and writes estimate_errors.json and
 estimate_errors.png into --out (default RUN/diagnosis-<drive>/; an existing result is kept unless
 --overwrite). Episodes are from pixels on held-out objects under the run's evaluation
-randomization, like scripts/evaluate.py, but with their own seeds (default from 40000).
+randomization, like scripts/evaluate.py, but with their own seeds (default from 40000);
+``--domain proxy_real`` runs them in the proxy-real target domain (RUN/diagnosis-<drive>-proxy_real/).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drive", choices=("student", "expert"), default="student",
                    help="who moves the hand: the policy (default) or the expert")
     p.add_argument("--objects", choices=("train", "heldout"), default="heldout", help="object split")
+    p.add_argument("--domain", choices=("sim", "proxy_real"), default="sim",
+                   help="sim (default) or proxy_real: the proxy-real target domain (envs/proxy_real.py)")
     p.add_argument("--no-plan", action="store_true", help="label with the nearest object's grasp, no rehearsal")
     p.add_argument("--seed", type=int, default=40000, help="seed of the first episode")
     p.add_argument("--out", type=Path, default=None, help="output folder (default RUN/diagnosis-<drive>)")
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("policy.pt", "config.json"):
         if not (args.run / name).is_file():
             p.error(f"{args.run}: no {name} (not a run directory)")
-    out = args.out or args.run / f"diagnosis-{args.drive}"
+    out = args.out or args.run / (f"diagnosis-{args.drive}" + ("" if args.domain == "sim" else f"-{args.domain}"))
     if (out / "estimate_errors.json").exists() and not args.overwrite:
         p.error(f"{out / 'estimate_errors.json'} exists; pass --overwrite to replace it or choose another --out")
 
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         config = json.loads((args.run / "config.json").read_text())["train"]
     except (ValueError, KeyError, OSError) as e:
         p.error(f"{args.run}: {e}")
-    kwargs = eval_env_kwargs(config, args.objects)
+    kwargs = eval_env_kwargs(config, args.objects, args.domain)
     kwargs["image_size"] = policy.spec.image_size
     env = gym.make("PandaGrasp-v0", disable_env_checker=True, **kwargs)
     expert = ScriptedExpert(env, plan=not args.no_plan)
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     bar.close()
     env.close()
     table = error_table(rows)
-    print(f"{args.drive} drives, {args.episodes} episodes on {args.objects} objects: {wins} grasped; "
+    print(f"{args.drive} drives, {args.episodes} episodes on {args.objects} objects ({args.domain}): {wins} grasped; "
           f"{len(rows)} states with an expert grasp")
     print(f"{'hand':>5} {'offset cm':>10} {'states':>6} {'true':>6} {'|est|':>6} {'error':>6} {'gain':>5}")
     for r in table:
@@ -84,11 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['height']:>5} {span:>10} {r['states']:6d} {r['true_cm']:6.2f} {r['estimate_cm']:6.2f} "
               f"{r['error_cm']:6.2f} {r['gain']:5.2f}")
     out.mkdir(parents=True, exist_ok=True)
-    result = {"run": str(args.run), "drive": args.drive, "objects": args.objects, "plan": not args.no_plan,
-              "seed": args.seed, "episodes": args.episodes, "grasped": success_summary(wins, args.episodes),
+    result = {"run": str(args.run), "drive": args.drive, "objects": args.objects, "domain": args.domain,
+              "plan": not args.no_plan, "seed": args.seed, "episodes": args.episodes,
+              "grasped": success_summary(wins, args.episodes),
               "columns": list(COLUMNS), "table": table, "rows": rows.round(5).tolist()}
     (out / "estimate_errors.json").write_text(json.dumps(result))
-    plot_rows(rows, out / "estimate_errors.png", title=f"{args.run.name}, {args.drive} drives, {args.objects} objects")
+    plot_rows(rows, out / "estimate_errors.png",
+              title=f"{args.run.name}, {args.drive} drives, {args.objects} objects, {args.domain}")
     print(f"results in {out / 'estimate_errors.json'} and estimate_errors.png")
     return 0
 

@@ -1,4 +1,4 @@
-"""policies.diagnosis: the estimate-error table and the recorded states."""
+"""policies.diagnosis: the estimate-error table, the recorded states and the oracle attribution."""
 
 import gymnasium as gym
 import numpy as np
@@ -8,9 +8,19 @@ import torch
 import envs  # noqa: F401
 from envs.camera import Camera
 from envs.expert import ScriptedExpert
-from policies.diagnosis import COLUMNS, error_table, estimate_rows, plot_rows
+from policies.diagnosis import (
+    COLUMNS,
+    ORACLE_ROWS,
+    error_table,
+    estimate_rows,
+    oracle_action,
+    oracle_successes,
+    parse_oracle_row,
+    plot_oracle,
+    plot_rows,
+)
 from policies.encoders import EncoderSpec, images_to_tensor
-from policies.policy import GRASP_SCALE, GraspPolicy
+from policies.policy import GRASP_SCALE, GraspPolicy, grasp_targets, servo_action
 
 
 def rows_with(estimate_scale: float, n: int = 200, seed: int = 0) -> np.ndarray:
@@ -80,3 +90,54 @@ def test_student_driven_rows_and_a_bad_driver(setup):
     assert seen == [0, 1] and set(rows[:, 0]) == {0.0, 1.0}
     with pytest.raises(ValueError, match="drive"):
         estimate_rows(env, expert, policy, [5], drive="teacher")
+
+
+def test_oracle_rows_parse_and_a_bad_part_is_named():
+    assert parse_oracle_row("") == frozenset()
+    assert parse_oracle_row("xy+holding") == {"xy", "holding"}
+    assert parse_oracle_row("expert") == {"expert"}
+    assert all(isinstance(parse_oracle_row(r), frozenset) for r in ORACLE_ROWS)
+    with pytest.raises(ValueError, match="'depth'"):
+        parse_oracle_row("xy+depth")
+
+
+def test_oracle_action_is_the_policys_without_parts_and_the_law_on_the_truth_with_all(setup):
+    env, expert, policy = setup
+    policy.eval()
+    try:
+        obs, _ = env.reset(seed=4)
+        expert.reset()
+        expert.act()
+        image, proprio = obs["image"], obs["proprio"]
+        np.testing.assert_allclose(oracle_action(policy, expert, image, proprio, frozenset()),
+                                   policy.act(image, proprio), atol=1e-6)
+        # Every part true: the servo law on the expert's grasp, lifting only if the expert does.
+        p = torch.as_tensor(proprio[None])
+        truth = grasp_targets(torch.as_tensor(expert.target_labels()[1][None]), p)
+        holding = torch.tensor([-10.0 if expert.phase == "lift" else 10.0])
+        want = servo_action(truth, p, holding, policy.servo)[0].numpy()
+        got = oracle_action(policy, expert, image, proprio, frozenset({"xy", "yaw", "height", "holding"}))
+        np.testing.assert_allclose(got, want, atol=1e-6)
+        # Only xy true: the policy's own height and yaw remain, so the action differs somewhere.
+        only_xy = oracle_action(policy, expert, image, proprio, frozenset({"xy"}))
+        assert not np.allclose(only_xy, want, atol=1e-4)
+    finally:
+        policy.train()
+
+
+def test_oracle_successes_pair_the_expert_row_with_the_experts_own_episode(setup, tmp_path):
+    env, expert, policy = setup
+    seen = []
+    wins = oracle_successes(env, expert, policy, [3, 4], "expert", on_episode=lambda k, s: seen.append(s))
+    assert wins == seen and len(wins) == 2
+    # The same seed replays the same world: the expert row is the scripted expert's own result.
+    from envs.expert import run_episode
+
+    assert run_episode(env, ScriptedExpert(env, plan=False), seed=3)[0] == wins[0]
+    assert policy.training  # the mode it came in with is restored
+    student = oracle_successes(env, expert, policy, [3], "")
+    assert student in ([True], [False])
+    result = {"rows": [{"row": r, "label": r or "student", "success_rate": 0.5, "ci95": [0.2, 0.8],
+                        "episodes": 2} for r in ("", "xy", "expert")]}
+    plot_oracle(result, tmp_path / "o.png", title="test")
+    assert (tmp_path / "o.png").stat().st_size > 1000

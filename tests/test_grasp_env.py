@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import warnings
 
 import gymnasium as gym
@@ -317,6 +318,31 @@ def test_egl_renderer(make):
     for _ in range(3):
         obs2, *_ = env.step(np.array([0, 0, -1, 0, 1], dtype=np.float32))
     assert not np.array_equal(obs["image"], obs2["image"])  # a live view, not a stale frame
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def test_egl_worlds_do_not_leak_and_keep_rendering(make, capfd):
+    """PyBullet's EGL plugin keeps every world's meshes and textures past resetSimulation
+    (bullet3 issue 4149): about 60 MB per seeded reset, which ran a proxy-real evaluation out of
+    memory. A fresh client every few worlds bounds it; its banners stay off the terminal."""
+    env = make("PandaGrasp-v0", image_size=64, renderer="egl", randomization="light", domain="proxy_real")
+    every = envs.sim.EGL_WORLDS_PER_CLIENT
+    for seed in range(every):  # one client's worth of worlds: what it keeps is now at its peak
+        env.reset(seed=seed)
+    before = _rss_mb()
+    for seed in range(every, 4 * every):
+        obs, _ = env.reset(seed=seed)
+        obs, *_ = env.step(np.array([0, 0, -1, 0, 1], dtype=np.float32))
+    grown = _rss_mb() - before
+    assert grown < 100 * every, f"{grown:.0f} MB more after {3 * every} worlds"
+    assert env.unwrapped.sim.renderer == "egl"
+    assert obs["image"].std() > 5  # still a real picture on the newest client
+    out, _ = capfd.readouterr()
+    assert "ven =" not in out and out.count("argv[0]") <= 1  # pybullet's own banner: the first client only
 
 
 def test_egl_falls_back_to_tiny_when_plugin_missing(monkeypatch):

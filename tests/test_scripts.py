@@ -107,6 +107,38 @@ def test_diagnose_estimate_writes_a_table_and_a_plot_and_keeps_an_earlier_result
     assert (out / "estimate_errors.json").read_bytes() == before
 
 
+def test_bench_oracle_writes_paired_rows_and_a_plot_and_keeps_an_earlier_result(fake_run, tmp_path):
+    out = tmp_path / "oracle"
+    args = ("scripts/bench_oracle.py", str(fake_run), "--episodes", "2", "--rows", ",xy+holding,expert",
+            "--workers", "1", "--out", str(out))
+    proc = run(*args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((out / "oracle.json").read_text())
+    assert [r["row"] for r in result["rows"]] == ["", "xy+holding", "expert"]
+    assert all(r["episodes"] == 2 and len(r["successes"]) == 2 for r in result["rows"])
+    assert result["law"] == "policy" and result["servo"]["xy_tol"] > 0
+    assert "scripted expert" in proc.stdout and cv2.imread(str(out / "oracle.png")) is not None
+    before = (out / "oracle.json").read_bytes()
+    again = run(*args)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    assert (out / "oracle.json").read_bytes() == before
+
+
+def test_bench_oracle_rejects_bad_rows_and_folders(fake_run, tmp_path):
+    proc = run("scripts/bench_oracle.py", str(fake_run), "--rows", "xy+depth", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "'depth'" in proc.stderr
+    proc = run("scripts/bench_oracle.py", str(tmp_path))
+    assert proc.returncode == 2 and "not a run directory" in proc.stderr
+
+
+def test_diagnose_estimate_runs_in_the_proxy_real_domain(fake_run, tmp_path):
+    proc = run("scripts/diagnose_estimate.py", str(fake_run), "--episodes", "1", "--no-plan", "--drive", "expert",
+               "--domain", "proxy_real", "--out", str(tmp_path / "d"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "d" / "estimate_errors.json").read_text())
+    assert result["domain"] == "proxy_real" and len(result["rows"]) > 0 and "proxy_real" in proc.stdout
+
+
 def test_diagnose_estimate_rejects_a_folder_that_is_not_a_run(tmp_path):
     proc = run("scripts/diagnose_estimate.py", str(tmp_path))
     assert proc.returncode == 2 and "not a run directory" in proc.stderr
