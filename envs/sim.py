@@ -10,6 +10,7 @@ Units: metres, radians, kilograms, seconds, newtons.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import sys
@@ -320,13 +321,19 @@ class Sim:
         return np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[:, :, :3].copy()
 
 
+@functools.cache
+def _libc():
+    """The C library (its fflush), looked up once: _quiet_stdout runs around every EGL image."""
+    import ctypes
+
+    return ctypes.CDLL(None)
+
+
 @contextlib.contextmanager
 def _quiet_stdout() -> Iterator[None]:
     """Silence what C code writes to file descriptors 1 and 2 (the EGL plugin's GL banner, a dozen
     lines on every load), flushing C's buffers before the descriptors come back. Python's streams
     are flushed first and keep working; without those descriptors nothing is silenced."""
-    import ctypes
-
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, OSError, ValueError):
             stream.flush()
@@ -335,13 +342,12 @@ def _quiet_stdout() -> Iterator[None]:
     except OSError:
         yield
         return
-    libc = ctypes.CDLL(None)
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 1)
             os.dup2(null.fileno(), 2)
             yield
-            libc.fflush(None)
+            _libc().fflush(None)
     finally:
         for fd, copy in ((1, saved[0]), (2, saved[1])):
             os.dup2(copy, fd)

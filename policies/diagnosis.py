@@ -166,9 +166,7 @@ def oracle_action(policy: GraspPolicy, expert, image: np.ndarray, proprio: np.nd
     from policies.policy import grasp_targets, servo_action
 
     p = torch.as_tensor(np.asarray(proprio, np.float32)[None])
-    _, maps, fused = policy.features(images_to_tensor(image[None]), p)
-    grasp = policy._grasp(fused, maps, p)
-    logit = policy.action_head(fused)[:, 4]
+    grasp, _, logit = policy.servo_inputs(images_to_tensor(image[None]), p)
     labels = expert.target_labels()
     if labels is not None:
         true = grasp_targets(torch.as_tensor(labels[1][None]), p)

@@ -256,12 +256,18 @@ class GraspPolicy(nn.Module):
 
     def forward(self, image: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
         """Float image (N, 3, S, S) in [0, 1] and proprio (N, 5) -> action (N, 5) in [-1, 1]."""
-        _, maps, fused = self.features(image, proprio)
         if self.control == "servo":
-            # The action head's gripper logit (the expert's open/close label, learned by BC) tells
-            # a hand that holds something from fingers merely passing through mid-range.
-            return servo_action(self._grasp(fused, maps, proprio), proprio, self.action_head(fused)[:, 4], self.servo)
+            return servo_action(*self.servo_inputs(image, proprio), self.servo)
+        _, _, fused = self.features(image, proprio)
         return self.to_action(self.action_head(fused))
+
+    def servo_inputs(self, image: torch.Tensor,
+                     proprio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the servo law acts on: the grasp estimate (N, 5), proprio (N, 5) and the action
+        head's gripper logit (N,). The logit (the expert's open/close label, learned by BC) tells a
+        hand that holds something from fingers merely passing through mid-range."""
+        _, maps, fused = self.features(image, proprio)
+        return self._grasp(fused, maps, proprio), proprio, self.action_head(fused)[:, 4]
 
     def features(self, image: torch.Tensor, proprio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Image features (N, D), keypoint-map logits (N, C, S/4, S/4) and the fused vector."""

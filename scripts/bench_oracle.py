@@ -57,6 +57,8 @@ def _chunk(job: tuple[str, list[int]]) -> tuple[str, list[bool]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from envs.config import DOMAINS
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="run directory of a servo policy (policy.pt and config.json)")
     p.add_argument("--episodes", type=int, default=100, help="episodes per row (default 100)")
@@ -66,11 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--law", choices=("policy", "expert"), default="policy",
                    help="servo-law constants: the policy's own (default) or the expert's")
     p.add_argument("--objects", choices=("train", "heldout"), default="heldout", help="object split")
-    p.add_argument("--domain", choices=("sim", "proxy_real"), default="sim",
+    p.add_argument("--domain", choices=DOMAINS, default="sim",
                    help="sim (default) or proxy_real: what limits the policy in the proxy-real target domain")
     p.add_argument("--seed", type=int, default=1000, help="seed of the first episode (default 1000)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default RUN/oracle-<law>)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default RUN/oracle-<law>[-<domain>])")
     p.add_argument("--overwrite", action="store_true", help="replace an existing result in --out")
     args = p.parse_args(argv)
     if args.episodes <= 0:
@@ -103,22 +105,19 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.seed, args.seed + args.episodes))
     size = max(1, -(-len(seeds) // (2 * args.workers)))  # a few chunks per worker keep both busy
     jobs = [(r, seeds[i:i + size]) for r in rows for i in range(0, len(seeds), size)]
-    results: dict[str, dict[int, list[bool]]] = {r: {} for r in rows}
+    results: dict[str, list[bool]] = {r: [] for r in rows}
     bar = tqdm(total=len(rows) * len(seeds), desc="oracle rows", unit="ep")
     init = (str(args.run), args.law, args.objects, args.domain)
     with ProcessPoolExecutor(args.workers, initializer=_init, initargs=init) as pool:
-        futures = {pool.submit(_chunk, job): job for job in jobs}
-        for fut in futures:
+        # Collected in submission order, so each row's successes come out in seed order.
+        for fut in [pool.submit(_chunk, job) for job in jobs]:
             row, wins = fut.result()
-            results[row][futures[fut][1][0]] = wins
+            results[row].extend(wins)
             bar.update(len(wins))
     bar.close()
 
-    table = []
-    for r in rows:
-        wins = [w for start in sorted(results[r]) for w in results[r][start]]
-        table.append({"row": r, "label": oracle_label(r), **success_summary(sum(wins), len(wins)),
-                      "successes": [int(w) for w in wins]})
+    table = [{"row": r, "label": oracle_label(r), **success_summary(sum(results[r]), len(results[r])),
+              "successes": [int(w) for w in results[r]]} for r in rows]
     print(f"{args.run.name}, {args.law}'s law, {args.objects} objects, {args.domain}, seeds {seeds[0]}-{seeds[-1]}:")
     for t in table:
         lo, hi = t["ci95"]

@@ -24,13 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv: list[str] | None = None) -> int:
+    from envs.config import DOMAINS
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="run directory (with policy.pt and config.json)")
     p.add_argument("--episodes", type=int, default=40, help="episodes (default 40)")
     p.add_argument("--drive", choices=("student", "expert"), default="student",
                    help="who moves the hand: the policy (default) or the expert")
     p.add_argument("--objects", choices=("train", "heldout"), default="heldout", help="object split")
-    p.add_argument("--domain", choices=("sim", "proxy_real"), default="sim",
+    p.add_argument("--domain", choices=DOMAINS, default="sim",
                    help="sim (default) or proxy_real: the proxy-real target domain (envs/proxy_real.py)")
     p.add_argument("--no-plan", action="store_true", help="label with the nearest object's grasp, no rehearsal")
     p.add_argument("--seed", type=int, default=40000, help="seed of the first episode")
