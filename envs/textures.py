@@ -16,36 +16,110 @@ import cv2
 import numpy as np
 import pybullet_data
 
-NUM_PROCEDURAL = 16
+NUM_PROCEDURAL = 48  # six of each kind (KINDS)
 TEXTURE_SIZE = 128
-CACHE_VERSION = "v1"
+CACHE_VERSION = "v2"
 
 # Photographs shipped with pybullet: wood, fabric, printed and metal surfaces.
 PHOTOS = ("tray/tray.jpg", "table/table.png", "laikago/laikago_tex.jpg", "domino/domino.jpg",
           "quadruped/t-motor.jpg", "jenga/jenga.png")
 
 
+# Kinds of procedural texture, by index % len(KINDS). The first four are simple patterns; the rest
+# have the statistics of natural surfaces (edges and occlusions at every scale, 1/f spectra, grain),
+# which plain patterns lack: an encoder trained on stripes and blotches alone lost the objects on a
+# gravel or brick tray seen through another renderer (the proxy-real domain, README).
+KINDS = ("stripes", "checkers", "blotches", "gradient", "dead_leaves", "fractal", "cells", "grain")
+
+
 def _procedural(index: int) -> np.ndarray:
-    """One RGB uint8 texture: stripes, checkers, blotchy noise or a gradient, by index."""
+    """One RGB uint8 texture (TEXTURE_SIZE square) of kind ``KINDS[index % len(KINDS)]``."""
     rng = np.random.default_rng(10_000 + index)
     n = TEXTURE_SIZE
     y, x = np.mgrid[0:n, 0:n] / n
-    c1, c2 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
-    kind = index % 4
-    if kind == 0:  # stripes at a random angle and frequency
-        angle, freq = rng.uniform(0, np.pi), rng.uniform(3, 12)
-        t = 0.5 + 0.5 * np.sin(2 * np.pi * freq * (x * np.cos(angle) + y * np.sin(angle)))
-    elif kind == 1:  # checkerboard
-        k = int(rng.integers(2, 10))
-        t = ((np.floor(x * k) + np.floor(y * k)) % 2).astype(float)
-    elif kind == 2:  # smooth blotches: upsampled noise
-        coarse = rng.uniform(0, 1, (int(rng.integers(3, 9)),) * 2).astype(np.float32)
-        t = cv2.resize(coarse, (n, n), interpolation=cv2.INTER_CUBIC).clip(0, 1)
-    else:  # gradient with fine grain
-        t = (x * rng.uniform(-1, 1) + y * rng.uniform(-1, 1)) % 1.0
-        t = (t + rng.normal(0, 0.08, t.shape)).clip(0, 1)
-    img = c1[None, None] * t[..., None] + c2[None, None] * (1 - t[..., None])
+    kind = KINDS[index % len(KINDS)]
+    if kind in ("stripes", "checkers", "blotches", "gradient"):
+        c1, c2 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+        if kind == "stripes":  # at a random angle and frequency
+            angle, freq = rng.uniform(0, np.pi), rng.uniform(3, 12)
+            t = 0.5 + 0.5 * np.sin(2 * np.pi * freq * (x * np.cos(angle) + y * np.sin(angle)))
+        elif kind == "checkers":
+            k = int(rng.integers(2, 10))
+            t = ((np.floor(x * k) + np.floor(y * k)) % 2).astype(float)
+        elif kind == "blotches":  # smooth: upsampled noise
+            coarse = rng.uniform(0, 1, (int(rng.integers(3, 9)),) * 2).astype(np.float32)
+            t = cv2.resize(coarse, (n, n), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+        else:  # gradient with fine grain
+            t = (x * rng.uniform(-1, 1) + y * rng.uniform(-1, 1)) % 1.0
+            t = (t + rng.normal(0, 0.08, t.shape)).clip(0, 1)
+        img = c1[None, None] * t[..., None] + c2[None, None] * (1 - t[..., None])
+    elif kind == "dead_leaves":
+        img = _dead_leaves(rng, n)
+    elif kind == "fractal":
+        img = _fractal(rng, n)
+    elif kind == "cells":
+        img = _cells(rng, n)
+    else:
+        img = _grain(rng, n)
     return img.clip(0, 255).astype(np.uint8)
+
+
+def _dead_leaves(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Overlapping discs and ellipses with power-law radii from a small palette (the "dead leaves"
+    model, whose edge and scale statistics resemble natural images'): clutter, pebbles, print."""
+    img = np.zeros((n, n, 3), np.float32) + rng.uniform(0, 255, 3)
+    palette = rng.uniform(0, 255, (int(rng.integers(3, 7)), 3))
+    for _ in range(int(rng.integers(600, 1200))):
+        r = max(1, int(min(0.02 * n / rng.uniform(0.02, 1.0) ** 0.5, 0.2 * n)))  # many small, few large
+        centre = (int(rng.integers(0, n)), int(rng.integers(0, n)))
+        colour = (palette[rng.integers(len(palette))] * rng.uniform(0.7, 1.3)).clip(0, 255).tolist()
+        axes = (r, max(1, int(r * rng.uniform(0.3, 1.0))))
+        cv2.ellipse(img, centre, axes, rng.uniform(0, 180), 0, 360, colour, -1, lineType=cv2.LINE_AA)
+    return img
+
+
+def _fractal(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Noise with a 1/f^beta power spectrum (periodic, so it tiles without seams): beta near 1 looks
+    like gravel or sand, near 2 like clouds or stained concrete; tinted grey or three-channel."""
+    fy, fx = np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n), indexing="ij")
+    f = np.hypot(fx, fy)
+    f[0, 0] = 1.0
+    beta = rng.uniform(1.0, 2.2)
+    channels = []
+    for _ in range(3 if rng.random() < 0.4 else 1):
+        spectrum = (rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))) / f ** (beta / 2)
+        t = np.real(np.fft.ifft2(spectrum))
+        channels.append(np.clip(0.5 + 0.18 * (t - t.mean()) / (t.std() + 1e-9), 0, 1))
+    if len(channels) == 1:
+        return channels[0][..., None] * rng.uniform(0.3, 1.0, 3) * 255
+    return np.stack(channels, axis=-1) * 255
+
+
+def _cells(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Voronoi cells of similar tones with dark joints (stones, tiles, brick-like paving), periodic."""
+    k = int(rng.integers(12, 80))
+    points = rng.uniform(0, n, (k, 2))
+    y, x = np.mgrid[0:n, 0:n].astype(np.float32)
+    dist = np.empty((k, n, n), np.float32)
+    for i, (px, py) in enumerate(points):
+        dx, dy = np.abs(x - px), np.abs(y - py)
+        dist[i] = np.hypot(np.minimum(dx, n - dx), np.minimum(dy, n - dy))
+    order = np.sort(dist, axis=0)
+    colours = rng.uniform(0, 255, 3) * rng.uniform(0.6, 1.3, (k, 1))
+    img = colours[dist.argmin(axis=0)]
+    img[(order[1] - order[0]) < rng.uniform(1.0, 3.0)] = rng.uniform(0, 128, 3)
+    return img
+
+
+def _grain(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Many small specks of a few tones on a base colour, slightly blurred: gravel, sand, carpet."""
+    base = rng.uniform(40, 200, 3)
+    img = np.zeros((n, n, 3), np.float32) + base
+    tones = (base * rng.uniform(0.5, 1.5, (4, 1))).clip(0, 255)
+    for _ in range(int(rng.integers(600, 1500))):
+        centre = (int(rng.integers(0, n)), int(rng.integers(0, n)))
+        cv2.circle(img, centre, int(rng.integers(1, 4)), tones[rng.integers(4)].tolist(), -1)
+    return cv2.GaussianBlur(img, (3, 3), 0.6)
 
 
 @functools.lru_cache(maxsize=1)
