@@ -287,10 +287,15 @@ class Sim:
         return float(self._p.getJointInfo(self._bodies[name], joint)[6])
 
     # ------------------------------------------------------------------------------- appearance
+    def _egl_quiet(self) -> contextlib.AbstractContextManager:
+        """``_quiet_stdout`` while the EGL plugin is loaded (it prints on texture loads and a fresh
+        client's first images); nothing otherwise, so TinyRenderer's hot path stays untouched."""
+        return _quiet_stdout() if self._egl_plugin is not None else contextlib.nullcontext()
+
     def load_texture(self, key: str, path: str) -> None:
         """Load an image file as a texture once; later calls with the same key are free."""
         if key not in self._textures:
-            with _quiet_stdout() if self._egl_plugin is not None else contextlib.nullcontext():
+            with self._egl_quiet():
                 self._textures[key] = self._p.loadTexture(path)
 
     def set_color(self, name: str, rgba: Sequence[float], link: int = -1,
@@ -311,7 +316,7 @@ class Sim:
                     else pybullet.ER_TINY_RENDERER)
         # The EGL plugin reports its GL vendor on a fresh client's first images (and reset_world
         # makes fresh clients): silenced, for a few dup2 calls per image.
-        with _quiet_stdout() if self._egl_plugin is not None else contextlib.nullcontext():
+        with self._egl_quiet():
             _, _, rgba, _, _ = self._p.getCameraImage(
                 width, height, viewMatrix=list(view), projectionMatrix=list(projection),
                 lightDirection=list(light.direction), lightColor=list(light.color),

@@ -18,6 +18,8 @@ the episode (0/1).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -132,6 +134,12 @@ def plot_rows(rows: np.ndarray, path, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def result_dir(run: str | Path, name: str, domain: str = "sim") -> Path:
+    """Where a diagnosis script writes by default: ``RUN/<name>``, with ``-<domain>`` appended
+    outside the simulator so a proxy-real result never replaces the sim one."""
+    return Path(run) / (name if domain == "sim" else f"{name}-{domain}")
 
 
 # ------------------------------------------------------------------------ oracle attribution

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from policies.diagnosis import ORACLE_ROWS, oracle_label, parse_oracle_row, plot_oracle
+    from policies.diagnosis import ORACLE_ROWS, oracle_label, parse_oracle_row, plot_oracle, result_dir
     from policies.policy import GraspPolicy, ServoLaw
     from sim2real.stats import success_summary
 
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(e))
     if policy.control != "servo":
         p.error(f"{args.run}: a '{policy.control}' policy; oracle parts replace a servo policy's grasp estimate")
-    out = args.out or args.run / (f"oracle-{args.law}" + ("" if args.domain == "sim" else f"-{args.domain}"))
+    out = args.out or result_dir(args.run, f"oracle-{args.law}", args.domain)
     if (out / "oracle.json").exists() and not args.overwrite:
         p.error(f"{out / 'oracle.json'} exists; pass --overwrite to replace it or choose another --out")
 

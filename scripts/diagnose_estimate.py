@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("policy.pt", "config.json"):
         if not (args.run / name).is_file():
             p.error(f"{args.run}: no {name} (not a run directory)")
-    out = args.out or args.run / (f"diagnosis-{args.drive}" + ("" if args.domain == "sim" else f"-{args.domain}"))
+    from policies.diagnosis import result_dir
+
+    out = args.out or result_dir(args.run, f"diagnosis-{args.drive}", args.domain)
     if (out / "estimate_errors.json").exists() and not args.overwrite:
         p.error(f"{out / 'estimate_errors.json'} exists; pass --overwrite to replace it or choose another --out")
 
