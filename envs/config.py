@@ -14,6 +14,9 @@ from typing import Any
 
 PRESETS = ("none", "light", "full")
 DOMAINS = ("sim", "proxy_real")  # see EnvConfig.domain
+# What makes the proxy-real domain differ from the simulator (``envs.proxy_real``), each of which
+# ``EnvConfig.proxy_without`` can leave out to measure its share of the transfer gap.
+PROXY_PARTS = ("renderer", "textures", "light", "camera", "sensor")
 
 
 def _check_number(path: str, value: Any) -> float:
@@ -251,6 +254,12 @@ class EnvConfig:
     objects: "train" or "heldout" (the fixed split in ``envs.objects``).
     domain: "sim" (the randomized simulator) or "proxy_real" (``envs.proxy_real``: a target domain
         the randomization never samples, rendered with EGL, for transfer experiments without a robot).
+    proxy_without: parts of the proxy-real domain (``PROXY_PARTS``) left out, each then as in the
+        simulator: "renderer" (TinyRenderer), "textures" (the training randomization's surfaces and
+        objects), "light" (randomized light), "camera" (the calibrated camera with the training's
+        jitter, not the mis-mounted rig), "sensor" (the training's corruptions, not the real-camera
+        model); for measuring where a policy's transfer gap comes from (``scripts/evaluate.py
+        --proxy-without``). Only with domain="proxy_real".
     num_objects: (min, max) objects in the tray per episode.
     world_refresh: episodes between full world rebuilds, when a new pool of objects is loaded.
     """
@@ -270,6 +279,7 @@ class EnvConfig:
     renderer: str = "tiny"
     observation: str = "pixels"
     domain: str = "sim"
+    proxy_without: tuple[str, ...] = ()
     randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
 
     def __post_init__(self) -> None:
@@ -299,6 +309,12 @@ class EnvConfig:
                               ("observation", ("pixels", "state")), ("domain", DOMAINS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}: must be one of {allowed}, got {getattr(self, name)!r}")
+        parts = self.proxy_without
+        if isinstance(parts, str) or not isinstance(parts, tuple | list) or not set(parts) <= set(PROXY_PARTS):
+            raise ValueError(f"proxy_without: must be a list of {PROXY_PARTS}, got {parts!r}")
+        object.__setattr__(self, "proxy_without", tuple(parts))
+        if parts and self.domain != "proxy_real":
+            raise ValueError(f"proxy_without: only with domain='proxy_real', got domain={self.domain!r}")
         self.randomization.validate()
 
     @property
@@ -308,6 +324,7 @@ class EnvConfig:
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         out["num_objects"] = list(self.num_objects)
+        out["proxy_without"] = list(self.proxy_without)
         out["randomization"] = self.randomization.to_dict()
         return out
 

@@ -80,8 +80,9 @@ class GraspEnv(gym.Env):
         self.robot_visual = robot_visual
         self.metadata = {**self.metadata, "render_fps": self.config.control_hz}
 
-        self.proxy = ProxyRealDomain() if self.config.domain == "proxy_real" else None
-        renderer = "egl" if self.proxy is not None else self.config.renderer
+        without = self.config.proxy_without
+        self.proxy = ProxyRealDomain(without) if self.config.domain == "proxy_real" else None
+        renderer = "egl" if self.proxy is not None and "renderer" not in without else self.config.renderer
         self.sim = Sim(timestep=1.0 / self.config.sim_hz, renderer=renderer)
         if self.sim.renderer == "egl" and self.proxy is None:
             v = self.config.randomization.visual

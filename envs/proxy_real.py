@@ -129,9 +129,15 @@ def _lens_maps(h: int, w: int, k1: float) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 class ProxyRealDomain:
-    """Restyles one episode of a ``GraspEnv`` as the proxy-real domain (module docstring)."""
+    """Restyles one episode of a ``GraspEnv`` as the proxy-real domain (module docstring).
 
-    def __init__(self) -> None:
+    without: parts (``envs.config.PROXY_PARTS``) left as the simulator's own: "textures", "light",
+    "camera", "sensor" keep what the training randomization drew for them ("renderer" is the env's
+    choice). Every random number is drawn either way, so an episode differs only in those parts.
+    """
+
+    def __init__(self, without: tuple[str, ...] = ()) -> None:
+        self.without = frozenset(without)
         self.textures = texture_files()
         grey = {Path(g).stem for g in GREY_PHOTOS}
         self.materials = [i for i, p in enumerate(self.textures) if Path(p).stem in grey]
@@ -154,21 +160,26 @@ class ProxyRealDomain:
         from envs.sim import Light
 
         n = len(self.textures)
+        textures, colors = {}, {}
         for surface in ("tray", "table", "floor"):
             # The tray is lined with a material (tinted grey photos); the room around it can be anything.
             pick = int(rng.choice(self.materials)) if surface == "tray" and self.materials else int(rng.integers(n))
-            params.textures[surface] = f"real_{pick}"
-            params.colors[surface] = (1.0, 1.0, 1.0, 1.0)
+            textures[surface], colors[surface] = f"real_{pick}", (1.0, 1.0, 1.0, 1.0)
         for name in objects:
             if rng.random() < 0.5:
-                params.textures[name] = f"real_{int(rng.integers(n))}"
-                params.colors[name] = (1.0, 1.0, 1.0, 1.0)
+                textures[name], colors[name] = f"real_{int(rng.integers(n))}", (1.0, 1.0, 1.0, 1.0)
             else:  # plain colour: replace a photo left from an earlier episode
-                params.textures[name] = "white"
+                textures[name] = "white"
         azimuth, elevation = rng.uniform(2.0, 2.6), rng.uniform(0.9, 1.1)  # a lamp behind-left, one side only
-        params.light = Light(direction=(math.cos(elevation) * math.cos(azimuth),
-                                        math.cos(elevation) * math.sin(azimuth), math.sin(elevation)),
-                             color=(1.0, 1.0, 1.0), ambient=0.6, diffuse=0.35, specular=0.05)
-        params.camera = self.camera(base_camera)
         wb = np.array([1.15, 1.0, 0.78]) * rng.uniform(0.95, 1.05, 3)
-        params.sensor = Compose([RealCameraModel(white_balance=tuple(float(v) for v in wb)), Jpeg(85)])
+        if "textures" not in self.without:
+            params.textures.update(textures)
+            params.colors.update(colors)
+        if "light" not in self.without:
+            params.light = Light(direction=(math.cos(elevation) * math.cos(azimuth),
+                                            math.cos(elevation) * math.sin(azimuth), math.sin(elevation)),
+                                 color=(1.0, 1.0, 1.0), ambient=0.6, diffuse=0.35, specular=0.05)
+        if "camera" not in self.without:
+            params.camera = self.camera(base_camera)
+        if "sensor" not in self.without:
+            params.sensor = Compose([RealCameraModel(white_balance=tuple(float(v) for v in wb)), Jpeg(85)])

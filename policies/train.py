@@ -203,12 +203,16 @@ class TrainConfig:
         return kw
 
 
-def eval_env_kwargs(run_config: dict, objects: str, domain: str = "sim") -> dict:
+def eval_env_kwargs(run_config: dict, objects: str, domain: str = "sim",
+                    proxy_without: tuple[str, ...] = ()) -> dict:
     """Evaluation is from pixels under the *full* preset (unless a diagnostic run asked otherwise),
     with the run's camera and image size; ``domain="proxy_real"`` evaluates in the proxy-real
-    target domain (``envs.proxy_real``) instead of the simulator."""
+    target domain (``envs.proxy_real``) instead of the simulator, less its ``proxy_without`` parts
+    (``envs.config.PROXY_PARTS``)."""
     kw = {"image_size": run_config["image_size"], "randomization": run_config.get("eval_randomization", "full"),
           "objects": objects, "domain": domain}
+    if proxy_without:
+        kw["proxy_without"] = tuple(proxy_without)
     if run_config.get("camera"):
         kw["camera"] = run_config["camera"]
     return kw
@@ -360,17 +364,21 @@ def _camera_dict(cfg: TrainConfig) -> dict:
 
 # -------------------------------------------------------------------------- evaluation
 def evaluate_policy(policy: GraspPolicy, train_config: dict, pool: RolloutPool, heldout_episodes: int,
-                    train_episodes: int, seed: int = 1000, domain: str = "sim") -> dict:
-    """Closed-loop success from pixels under full randomization on both object splits, in ``domain``."""
+                    train_episodes: int, seed: int = 1000, domain: str = "sim",
+                    proxy_without: tuple[str, ...] = ()) -> dict:
+    """Closed-loop success from pixels under full randomization on both object splits, in ``domain``
+    (less ``proxy_without``, see ``eval_env_kwargs``)."""
     blob = policy_bytes(policy)
     out: dict[str, Any] = {"eval": {}, "eval_protocol": {
         "domain": domain, "randomization": train_config.get("eval_randomization", "full"), "observation": "pixels",
         "image_size": train_config["image_size"],
         "camera": train_config.get("camera") or "default", "seed": seed}}
+    if proxy_without:
+        out["eval_protocol"]["proxy_without"] = list(proxy_without)
     for split, n, tag in (("heldout_objects", heldout_episodes, 100), ("train_objects", train_episodes, 101)):
         if n <= 0:
             continue
-        kw = eval_env_kwargs(train_config, "heldout" if split == "heldout_objects" else "train", domain)
+        kw = eval_env_kwargs(train_config, "heldout" if split == "heldout_objects" else "train", domain, proxy_without)
         chunks = make_chunks(seed, n, train_config.get("chunk_size", 25), tag=tag, env_kwargs=kw, mode="eval",
                              policy=blob)
         results = collect(pool, chunks, progress=f"evaluate {split}")
@@ -380,9 +388,9 @@ def evaluate_policy(policy: GraspPolicy, train_config: dict, pool: RolloutPool, 
 
 
 def evaluate_run(run_dir: str | Path, episodes: int = 200, train_episodes: int | None = None, workers: int = 2,
-                 seed: int = 1000, log=print, domain: str = "sim") -> dict:
+                 seed: int = 1000, log=print, domain: str = "sim", proxy_without: tuple[str, ...] = ()) -> dict:
     """Re-evaluate a run directory exactly as training evaluated it (``scripts/evaluate.py``), in the
-    simulator or (``domain="proxy_real"``) in the proxy-real target domain."""
+    simulator or (``domain="proxy_real"``) in the proxy-real target domain, less ``proxy_without``."""
     run = RunDir(run_dir)
     config = run.read_json("config.json")
     if config is None:
@@ -390,7 +398,8 @@ def evaluate_run(run_dir: str | Path, episodes: int = 200, train_episodes: int |
     policy = GraspPolicy.load(run / "policy.pt")
     with RolloutPool(workers) as pool:
         return evaluate_policy(policy, config["train"], pool, episodes,
-                               episodes if train_episodes is None else train_episodes, seed=seed, domain=domain)
+                               episodes if train_episodes is None else train_episodes, seed=seed, domain=domain,
+                               proxy_without=proxy_without)
 
 
 def apply_overrides(cfg: TrainConfig, assignments: list[str]) -> TrainConfig:

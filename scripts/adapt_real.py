@@ -4,12 +4,15 @@
     python scripts/adapt_real.py --run runs/default-dagger-seed0 --data real_grasps/ --out runs/adapted
     python scripts/adapt_real.py --data my_lerobot_dataset/ --strategy full
     python scripts/adapt_real.py --data session.bag --format rosbag1 --image-topic /camera/color/image_raw
+    python scripts/adapt_real.py --data real_grasps/ --camera-info real_camera.yaml   # re-calibrated camera
 
 Formats (detected from marker files, --format overrides): native episode folder (dataset.json),
 LeRobot v2.1/v3 (meta/info.json), rosbag2 (metadata.yaml, .db3, .mcap) and ROS 1 (.bag).
 Every strategy (zero-shot, probe, partial, full, gradual, l2sp, adabn, dann, coral, scratch) is
 trained on the same labelled rows and compared on a held-out split of episodes; --strategy auto picks
-the best there. The adapted run directory (default <run>-adapted) holds policy.pt, encoder.pt, the
+the best there. With a --camera-info that disagrees with the run's camera, the policy is first
+fine-tuned in simulation seen through the real calibration (no real labels needed).
+The adapted run directory (default <run>-adapted) holds policy.pt, encoder.pt, the
 exported policy.onnx + policy.json, config.json, metrics.json, report.md and report.png, and works
 with scripts/evaluate.py.
 Bad input stops before anything is written (exit status 2) unless --skip-bad.
@@ -54,8 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-samples", type=int, help="use at most this many labelled rows (train + held-out)")
     p.add_argument("--budgets", default="10,25,50,100",
                    help="data-efficiency curve: labelled training rows (comma-separated; '' to skip)")
-    p.add_argument("--camera-info", type=Path, help="ROS camera_info YAML of the real camera (compared with the "
-                   "camera the run was trained with)")
+    p.add_argument("--camera-info", type=Path, help="ROS camera_info YAML of the real camera, with its pose in the "
+                   "base frame (compared with the camera the run was trained with; when they disagree the policy "
+                   "is first fine-tuned in simulation seen through it, about 4 min)")
+    p.add_argument("--no-sim-tune", action="store_true", help="do not fine-tune in simulation for a --camera-info "
+                   "that disagrees with the run's camera (only report the difference)")
     p.add_argument("--image-topic", help="bags: the image topic; LeRobot: the image feature key")
     p.add_argument("--skip-bad", action="store_true", help="skip and report bad rows instead of stopping")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (kept aside until done)")
@@ -94,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         reader_options = {"image_key" if fmt == "lerobot" else "image_topic": args.image_topic}
     try:
         kwargs = {"strategy": args.strategy, "steps": args.steps, "max_samples": args.max_samples,
-                  "budgets": budgets, "seed": args.seed}
+                  "budgets": budgets, "seed": args.seed, "sim_tune": not args.no_sim_tune}
         if args.compare:
             kwargs["compare"] = tuple(s.strip() for s in args.compare.split(",") if s.strip())
         cfg = AdaptConfig(**kwargs)

@@ -3,9 +3,11 @@ randomization preset, on held-out objects and on training objects, with 95% inte
 
     python scripts/evaluate.py runs/default-dagger-seed0 --episodes 200
     python scripts/evaluate.py runs/adapted --domain proxy_real     # in the proxy-real target domain
+    python scripts/evaluate.py RUN --domain proxy_real --proxy-without camera   # less the rig's mount error
 
 Works on sim runs and on adapted runs (``scripts/adapt_real.py``) alike.
-Writes ``<run>/eval-<episodes>ep-seed<seed>[-<domain>].json`` (``metrics.json`` is left as training wrote it).
+Writes ``<run>/eval-<episodes>ep-seed<seed>[-<domain>][-without-<parts>].json`` (``metrics.json`` is left
+as training wrote it).
 """
 
 from __future__ import annotations
@@ -29,8 +31,19 @@ def main(argv: list[str] | None = None) -> int:
 
     p.add_argument("--domain", choices=DOMAINS, default="sim",
                    help="sim (default) or proxy_real: the proxy-real target domain (envs/proxy_real.py)")
+    from envs.config import PROXY_PARTS
+
+    p.add_argument("--proxy-without", default="", metavar="PARTS",
+                   help=f"proxy_real only: comma-separated parts of the domain to leave as in simulation "
+                        f"({', '.join(PROXY_PARTS)}), to measure each one's share of the transfer gap")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     args = p.parse_args(argv)
+    without = tuple(part.strip() for part in args.proxy_without.split(",") if part.strip())
+    unknown = [part for part in without if part not in PROXY_PARTS]
+    if unknown:
+        p.error(f"--proxy-without: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PROXY_PARTS)}")
+    if without and args.domain != "proxy_real":
+        p.error("--proxy-without: only with --domain proxy_real")
     if args.episodes < 1:
         p.error(f"--episodes: must be at least 1, got {args.episodes}")
     if not (args.run / "config.json").is_file() or not (args.run / "policy.pt").is_file():
@@ -42,11 +55,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         metrics = evaluate_run(args.run, args.episodes, args.train_episodes, args.workers, args.seed,
-                               domain=args.domain)
+                               domain=args.domain, proxy_without=without)
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    suffix = "" if args.domain == "sim" else f"-{args.domain}"
+    suffix = ("" if args.domain == "sim" else f"-{args.domain}") + ("-without-" + "-".join(without) if without else "")
     out = args.run / f"eval-{args.episodes}ep-seed{args.seed}{suffix}.json"
     atomic_write_json(out, metrics)
     for name, m in metrics["eval"].items():

@@ -6,6 +6,7 @@ action, executed grasp pose, success).
 
     python scripts/record_proxy_real.py --run runs/default-dagger-seed0 --out real_grasps/
     python scripts/record_proxy_real.py --run RUN --out real_grasps/ --demos 5 --interventions 12 --policy-runs 3
+    python scripts/record_proxy_real.py --run RUN --out real_grasps/ --rig-calibration rig.yaml  # + a re-calibration
 
 Interventions (HG-DAgger style): the policy drives, the operator takes over after 3-15 steps and
 finishes; the policy's own states then carry the executed grasp as their label.
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="object split on the table (default train: evaluation uses held-out objects)")
     p.add_argument("--seed", type=int, default=50_000, help="first episode seed (default 50000)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--rig-calibration", type=Path, metavar="YAML",
+                   help="also write the proxy-real rig's true camera_info (its pose in the base frame): what "
+                        "re-calibrating the mis-mounted camera would give, for adapt_real.py --camera-info")
     args = p.parse_args(argv)
     for name in ("demos", "interventions", "policy_runs"):
         if getattr(args, name) < 0:
@@ -61,6 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     summary = record_proxy_real(args.out, args.run, args.demos, args.policy_runs, seed=args.seed,
                                 objects=args.objects, every=args.every,
                                 interventions=args.interventions)
+    if args.rig_calibration is not None:
+        from envs.camera import Camera
+        from envs.proxy_real import ProxyRealDomain
+
+        train = json.loads((args.run / "config.json").read_text())["train"]
+        calibrated = Camera.from_camera_info(train["camera"]) if train.get("camera") else Camera()
+        ProxyRealDomain().camera(calibrated).to_camera_info(args.rig_calibration, name="proxy_real_rig")
+        summary["rig_calibration"] = str(args.rig_calibration)
     print(json.dumps(summary))
     return 0
 

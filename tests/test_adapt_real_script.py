@@ -36,9 +36,20 @@ def adapt(run_dir: Path, data: Path, out: Path, *extra: str, compare: str = "zer
 def recorded(fake_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("proxy") / "real_grasps"
     proc = run("scripts/record_proxy_real.py", "--run", str(fake_run), "--out", str(out), "--demos", "3",
-               "--interventions", "1", "--policy-runs", "1", "--every", "2")
+               "--interventions", "1", "--policy-runs", "1", "--every", "2",
+               "--rig-calibration", str(out.parent / "rig.yaml"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_rig_calibration_is_the_pose_the_proxy_domain_renders_from(recorded):
+    from envs.camera import Camera
+    from envs.proxy_real import ProxyRealDomain
+
+    out, summary = recorded
+    rig = Camera.from_camera_info(summary["rig_calibration"])
+    assert rig == ProxyRealDomain().camera(Camera())
+    assert np.linalg.norm(np.subtract(rig.position, Camera().position)) > 0.02
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +163,24 @@ def test_evaluate_runs_on_the_adapted_run_in_the_proxy_real_domain(adapted):
     assert result["eval_protocol"]["domain"] == "proxy_real"
     assert result["eval"]["heldout_objects"]["episodes"] == 2 and "train_objects" not in result["eval"]
     assert (out / "metrics.json").is_file() and "adapt" in json.loads((out / "metrics.json").read_text())
+
+
+def test_evaluate_leaves_out_proxy_parts_and_names_the_file_after_them(adapted):
+    out, _ = adapted
+    proc = run("scripts/evaluate.py", str(out), "--episodes", "1", "--train-episodes", "0", "--domain",
+               "proxy_real", "--proxy-without", "camera,sensor", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "eval-1ep-seed1000-proxy_real-without-camera-sensor.json").read_text())
+    assert result["eval_protocol"]["proxy_without"] == ["camera", "sensor"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--domain", "proxy_real", "--proxy-without", "lens"), "unknown part(s) lens"),
+    (("--proxy-without", "camera"), "only with --domain proxy_real")])
+def test_evaluate_rejects_bad_proxy_parts(adapted, args, message):
+    out, _ = adapted
+    proc = run("scripts/evaluate.py", str(out), "--episodes", "1", *args)
+    assert proc.returncode == 2 and message in proc.stderr
 
 
 # -------------------------------------------------------------------------- bad input

@@ -83,6 +83,62 @@ def test_unknown_domain_is_rejected_by_name():
 
 
 # ----------------------------------------------------------------------- sensor model
+def _proxy_episode(without: tuple[str, ...] = (), seed: int = SEED):
+    """The first image and the drawn episode parameters of one proxy-real episode."""
+    env = gym.make("PandaGrasp-v0", disable_env_checker=True, domain="proxy_real", proxy_without=without)
+    try:
+        obs, _ = env.reset(seed=seed)
+        u = env.unwrapped
+        return obs["image"], u.params, u.sim.renderer, u.base_camera
+    finally:
+        env.close()
+
+
+@pytest.fixture(scope="module")
+def whole():
+    return _proxy_episode()
+
+
+@pytest.mark.parametrize("part", ["renderer", "textures", "light", "camera", "sensor"])
+def test_leaving_out_a_proxy_part_changes_that_part_only(whole, part):
+    """Each part left out is as in the simulator and the others stay the proxy domain's, in the same
+    episode (every random number is drawn either way)."""
+    image, params, renderer, base = whole
+    image2, params2, renderer2, _ = _proxy_episode((part,))
+    changed = {
+        "renderer": renderer2 != renderer,
+        "textures": params2.textures != params.textures,
+        "light": params2.light != params.light,
+        "camera": params2.camera != params.camera,
+        "sensor": [type(c).__name__ for c in params2.sensor.pieces] != [type(c).__name__ for c in params.sensor.pieces],
+    }
+    assert changed.pop(part), part
+    assert not any(changed.values()), changed
+    assert not np.array_equal(image, image2)
+    if part == "renderer":
+        assert (renderer, renderer2) == ("egl", "tiny")
+    if part == "textures":
+        assert not any(t.startswith("real_") for t in params2.textures.values())
+        assert all(params.textures[s].startswith("real_") for s in ("tray", "table", "floor"))
+    if part == "camera":  # the training's jitter around the calibration, not the rig's fixed error
+        from envs.proxy_real import ProxyRealDomain
+
+        assert params.camera == ProxyRealDomain().camera(base)
+        assert np.abs(np.subtract(params2.camera.position, base.position)).max() <= 0.03 + 1e-9
+    if part == "sensor":
+        assert not any(type(c).__name__ == "RealCameraModel" for c in params2.sensor.pieces)
+
+
+def test_proxy_without_is_validated_by_name():
+    with pytest.raises(ValueError, match="proxy_without"):
+        EnvConfig(domain="proxy_real", proxy_without=("lens",))
+    with pytest.raises(ValueError, match="only with domain='proxy_real'"):
+        EnvConfig(proxy_without=("camera",))
+    config = EnvConfig(domain="proxy_real", proxy_without=["camera", "sensor"])
+    assert config.proxy_without == ("camera", "sensor")
+    assert EnvConfig.from_dict(config.to_dict()) == config
+
+
 def test_real_camera_model_changes_an_image_and_keeps_shape_and_dtype():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (48, 80, 3), dtype=np.uint8)

@@ -59,7 +59,9 @@ class AdaptConfig:
     gripper_rows: also train on rows without a grasp label (outside the held-out episodes) through the
     gripper keypoint, which the proprio and the camera give for every row;
     sim_rows: simulated rows loaded for DANN / CORAL and the forgetting measure; shift, jitter:
-    augmentation (pixels, strength).
+    augmentation (pixels, strength); sim_tune: when a real camera calibration is given that
+    disagrees with the run's camera, first fine-tune the policy in simulation seen through it
+    (``sim2real.transfer.simtune``, no real labels needed); every strategy but scratch starts there.
     """
 
     strategy: str = "auto"
@@ -78,6 +80,7 @@ class AdaptConfig:
     sim_rows: int = 1500
     shift: int = 4
     jitter: float = 0.2
+    sim_tune: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -178,12 +181,15 @@ def split_real(ds: Dataset, image_size: int, camera: dict | None, val_fraction: 
 
 def sim_arrays(run_dir: str | Path, rows: int, image_size: int, camera: dict | None, seed: int) -> dict | None:
     """Up to ``rows`` labelled simulated rows from the run's last collected dataset (DAgger rounds are
-    the student's own states, the best match to what the policy sees), or None if the run kept no data."""
+    the student's own states, the best match to what the policy sees), or None if the run kept no data.
+    An adapted run that was fine-tuned in simulation (``data/sim_tune``) offers those rows first: they
+    were seen through the camera its policy now uses."""
     from sim2real.data.episodes import read_dataset
 
     data = Path(run_dir) / "data"
     candidates = sorted(data.glob("dagger_*"), key=lambda p: int(p.name.split("_")[-1])) if data.is_dir() else []
-    candidates = candidates[::-1] + ([data / "expert"] if (data / "expert").is_dir() else [])
+    candidates = [data / "sim_tune" / "dagger", data / "sim_tune" / "expert"] + candidates[::-1] + [data / "expert"]
+    candidates = [c for c in candidates if c.is_dir()]
     for path in candidates:
         try:
             ds = read_dataset(path, image_size=image_size, load_alt=False)
@@ -193,7 +199,8 @@ def sim_arrays(run_dir: str | Path, rows: int, image_size: int, camera: dict | N
         arrays = to_arrays(ds, image_size, camera)
         arrays = {k: v[np.sort(idx)] for k, v in arrays.items()}
         keep = np.isfinite(arrays["grasp"]).all(axis=1)
-        return {k: v[keep] for k, v in arrays.items()}
+        if keep.any():
+            return {k: v[keep] for k, v in arrays.items()}
     return None
 
 

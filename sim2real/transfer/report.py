@@ -93,5 +93,20 @@ def write_markdown(path: Path, summary: dict[str, Any]) -> None:
     cam = summary.get("camera_check")
     if cam:
         lines += ["## Camera", "", cam, ""]
+    tune = summary.get("sim_tune")
+    if tune:
+        collected = ", ".join(f"{m} {c.get('episodes', c.get('layouts'))}"
+                              + (f" ({c['success_rate']:.0%} success)" if "success_rate" in c else "")
+                              for m, c in tune["collected"].items())
+        lines += ["## Simulation fine-tuning for the real calibration", "",
+                  f"Before any real row was used, the policy was fine-tuned in simulation seen through "
+                  f"`{tune['camera_info']}` ({collected}; {tune['rows']} rows, {tune['seconds']:.0f} s). "
+                  f"The strategies above start from it (zero_shot is it, untouched by real data)."]
+        before = tune.get("untuned_val") or {}
+        if before.get("rows"):
+            lines.append(f"The run's policy before it, on the same held-out rows: grasp error "
+                         f"{before['xy_err_cm']:.2f} / {before['xy_err_cm_mean']:.2f} cm, grasp loss "
+                         f"{before['grasp_loss']:.4f}.")
+        lines.append("")
     lines += ["![report](report.png)", ""]
     path.write_text("\n".join(lines))

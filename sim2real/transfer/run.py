@@ -20,6 +20,7 @@ from sim2real.transfer.adapt import (
     choose,
     compare_strategies,
     data_efficiency,
+    evaluate_offline,
     negative_transfer,
     sim_arrays,
     split_real,
@@ -56,7 +57,7 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
     for msg in ds.meta.get("skipped", []):
         log(f"  skipped: {msg}")
     camera = ds.meta.get("camera") or trained_camera
-    camera_check = None
+    camera_check, tune_camera = None, False
     if camera_info is not None:
         from envs.camera import Camera
 
@@ -69,10 +70,13 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
         if cmp["agrees"]:
             camera_check = f"The real camera agrees with the one the run was trained with ({cmp['message']})."
         else:
+            tune_camera = camera_info is not None and cfg.sim_tune
             camera_check = (f"The real camera differs from the one the run was trained with: {cmp['message']}. "
-                            f"Adaptation can absorb small differences; for large ones retrain in simulation with "
-                            f"the real calibration: `python scripts/train_sim.py --camera "
-                            f"{camera_info or 'CALIB.yaml'}`.")
+                            + ("The policy is first fine-tuned in simulation seen through the real calibration "
+                               "(sim_tune); "
+                               if tune_camera else "Adaptation can absorb small differences; ")
+                            + f"for large ones retrain in simulation with the real calibration: "
+                            f"`python scripts/train_sim.py --camera {camera_info or 'CALIB.yaml'}`.")
         log(("  camera: " if cmp["agrees"] else "  WARNING camera: ") + camera_check)
     real = split_real(ds, image_size, camera, cfg.val_fraction, cfg.seed, cfg.max_samples, unlabelled_ok=True)
     labelled = int(real.labelled.sum())
@@ -99,6 +103,21 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
 
     # 3. Output directory: refuse to clobber (or move the old one aside) before the long part.
     dest = RunDir.create(out, overwrite=overwrite)
+
+    # 4. The real calibration disagrees with the run's camera: fine-tune in simulation through it.
+    tune_info = None
+    if tune_camera:
+        from sim2real.transfer.simtune import SimTuneConfig, sim_tune
+
+        log(f"fine-tuning in simulation through the real calibration {camera_info}")
+        untuned = evaluate_offline(sim_policy, real.arrays, real.val) if len(real.val) else {"rows": 0}
+        sim_policy, tune_info = sim_tune(sim_policy, train_cfg, camera_info, SimTuneConfig(seed=cfg.seed),
+                                         dest / "data" / "sim_tune", log)
+        tune_info["untuned_val"] = untuned
+        # Rehearsal, DANN/CORAL and forgetting now use simulated rows seen through the new camera.
+        source = sim_arrays(dest.path, cfg.sim_rows, image_size, camera, cfg.seed) or source
+        if untuned.get("rows"):
+            log(f"  before: val grasp error {untuned['xy_err_cm']:.2f} cm (median), loss {untuned['grasp_loss']:.4f}")
 
     compare = list(cfg.compare)
     if cfg.strategy != "auto" and cfg.strategy not in compare:
@@ -129,7 +148,7 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
         "source_run": str(run_dir), "data": str(data), "format": ds.meta.get("format", fmt), "rows": len(ds),
         "labelled": labelled, "train_rows": int(len(real.train)), "val_rows": int(len(real.val)),
         "chosen": chosen, "choice": choice, "results": results, "efficiency": efficiency, "warnings": warnings,
-        "camera_check": camera_check, "skipped": ds.meta.get("skipped", []),
+        "camera_check": camera_check, "sim_tune": tune_info, "skipped": ds.meta.get("skipped", []),
         "wall_time_s": time.perf_counter() - t0}
     adapted_config = {**config, "adapt": {**cfg.to_dict(), "chosen": chosen, "source_run": str(run_dir),
                                           "data": str(data), "format": summary["format"],

@@ -1,0 +1,104 @@
+"""Fine-tuning in simulation for a real camera's calibration (sim2real.transfer.simtune), and
+adapt_run doing it when the given calibration disagrees with the run's camera."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from envs.camera import Camera
+from policies.encoders import EncoderSpec
+from policies.policy import GraspPolicy
+from sim2real.data.episodes import read_dataset
+from sim2real.transfer.simtune import CAMERA_BUFFERS, SimTuneConfig, sim_tune, with_camera
+
+MOVED = Camera().perturbed(np.array([0.02, -0.02, 0.01]), np.array([0.03, -0.02, 0.0]), 1.03)
+TINY = dict(expert_episodes=2, views_layouts=2, views_per_layout=2, dagger_episodes=2, steps=3, batch=8, workers=1)
+
+
+@pytest.fixture(scope="module")
+def policy() -> GraspPolicy:
+    torch.manual_seed(0)
+    return GraspPolicy(EncoderSpec(image_size=32, camera=Camera().to_dict()), geometry=True).eval()
+
+
+@pytest.fixture(scope="module")
+def moved_yaml(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cam") / "real_camera.yaml"
+    MOVED.to_camera_info(path)
+    return path
+
+
+def test_with_camera_keeps_every_learned_weight_and_moves_the_geometry(policy):
+    moved = with_camera(policy, MOVED)
+    assert moved.spec.camera == MOVED.to_dict() and policy.spec.camera == Camera().to_dict()
+    old, new = policy.state_dict(), moved.state_dict()
+    for name, value in old.items():
+        if name.endswith(CAMERA_BUFFERS):
+            assert not torch.equal(value, new[name]), name
+        else:
+            assert torch.equal(value, new[name]), name
+    image, proprio = torch.rand(3, 3, 32, 32), torch.tensor([[0.55, 0.02, 0.12, 0.1, 0.04]] * 3)
+    # The same camera again: the very same policy.
+    same = with_camera(policy, Camera())
+    assert torch.equal(same(image, proprio), policy(image, proprio))
+    assert not torch.equal(moved.grasp_estimate(image, proprio), policy.grasp_estimate(image, proprio))
+
+
+def test_sim_tune_collects_through_the_new_camera_and_fits(policy, moved_yaml, tmp_path):
+    cfg = SimTuneConfig(**TINY)
+    train_config = {"image_size": 32, "randomization": "full", "chunk_size": 2}
+    tuned, info = sim_tune(policy, train_config, moved_yaml, cfg, tmp_path / "data", log=lambda _m: None)
+    assert tuned.spec.camera == Camera.from_camera_info(moved_yaml).to_dict()
+    assert not tuned.training
+    changed = [n for n, p in tuned.named_parameters() if not torch.equal(p, policy.state_dict()[n])]
+    assert changed, "the fit changed no weight"
+    assert set(info["collected"]) == {"expert", "views", "dagger"} and info["rows"] > 0
+    assert len(info["history"]) > 0
+    for mode in ("expert", "views", "dagger"):
+        ds = read_dataset(tmp_path / "data" / mode, image_size=32, load_alt=False)
+        assert ds.meta["camera"] == Camera.from_camera_info(moved_yaml).to_dict()
+        assert len(ds) > 0
+    # The policy it started from is untouched.
+    assert policy.spec.camera == Camera().to_dict()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"steps": -1}, "steps"), ({"workers": 0}, "workers"), ({"dagger_beta": 2.0}, "dagger_beta"),
+    ({"expert_episodes": 0, "views_layouts": 0, "dagger_episodes": 0}, "nothing to collect"), ({"lr": 0.0}, "lr")])
+def test_sim_tune_config_rejects_bad_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SimTuneConfig(**kwargs)
+
+
+def test_adapt_run_sim_tunes_for_a_disagreeing_calibration(fake_run, real_dataset, moved_yaml, tmp_path,
+                                                          monkeypatch):
+    """--camera-info that disagrees: the report says so, the policy is tuned in simulation through it
+    before the strategies (the adapted policy states the new camera), and the sim rows it collected
+    stay in the adapted run; with sim_tune off only the difference is reported."""
+    import sim2real.transfer.simtune as simtune
+    from sim2real.transfer.adapt import AdaptConfig
+    from sim2real.transfer.run import adapt_run
+
+    monkeypatch.setattr(simtune, "SimTuneConfig", lambda seed=0: SimTuneConfig(**TINY, seed=seed))
+    cfg = AdaptConfig(strategy="partial", compare=("zero_shot", "partial"), steps=2, batch=8, budgets=())
+    summary = adapt_run(fake_run, real_dataset, tmp_path / "adapted", cfg, camera_info=moved_yaml,
+                        log=lambda _m: None)
+    assert summary["sim_tune"] is not None and summary["sim_tune"]["rows"] > 0
+    assert "untuned_val" in summary["sim_tune"]
+    assert "fine-tuned in simulation" in summary["camera_check"]
+    adapted = GraspPolicy.load(tmp_path / "adapted" / "policy.pt")
+    assert adapted.spec.camera == Camera.from_camera_info(moved_yaml).to_dict()
+    assert (tmp_path / "adapted" / "data" / "sim_tune" / "dagger" / "dataset.json").is_file()
+    assert "Simulation fine-tuning" in (tmp_path / "adapted" / "report.md").read_text()
+    spec = json.loads((tmp_path / "adapted" / "policy.json").read_text())
+    assert spec["camera"] == Camera.from_camera_info(moved_yaml).to_dict()
+
+    off = AdaptConfig(strategy="zero_shot", compare=("zero_shot",), steps=2, batch=8, budgets=(), sim_tune=False)
+    summary = adapt_run(fake_run, real_dataset, tmp_path / "untuned", off, camera_info=moved_yaml,
+                        log=lambda _m: None)
+    assert summary["sim_tune"] is None and "differs" in summary["camera_check"]
+    assert GraspPolicy.load(tmp_path / "untuned" / "policy.pt").spec.camera == Camera().to_dict()
