@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"({', '.join(PROXY_PARTS)}), to measure each one's share of the transfer gap")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     args = p.parse_args(argv)
-    without = tuple(part.strip() for part in args.proxy_without.split(",") if part.strip())
-    unknown = [part for part in without if part not in PROXY_PARTS]
+    asked = {part.strip() for part in args.proxy_without.split(",") if part.strip()}
+    unknown = sorted(asked - set(PROXY_PARTS))
+    without = tuple(part for part in PROXY_PARTS if part in asked)  # one name per evaluation, whatever the order
     if unknown:
         p.error(f"--proxy-without: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PROXY_PARTS)}")
     if without and args.domain != "proxy_real":
@@ -50,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.run}: not a finished run directory (needs config.json and policy.pt)", file=sys.stderr)
         return 2
 
+    config = json.loads((args.run / "config.json").read_text())
+    if args.domain == "sim" and config.get("adapt", {}).get("sim_tuned"):
+        where = config["adapt"].get("camera", {}).get("position")
+        print(f"WARNING: {args.run} was fine-tuned for another camera (at {where} m); evaluation in sim "
+              "renders through the run's training camera, which this policy no longer assumes (in the "
+              "proxy-real domain the rig is defined relative to it: --domain proxy_real)", file=sys.stderr)
     from policies.train import evaluate_run
     from sim2real.runs import RunError, atomic_write_json
 

@@ -166,9 +166,10 @@ def test_evaluate_runs_on_the_adapted_run_in_the_proxy_real_domain(adapted):
 
 
 def test_evaluate_leaves_out_proxy_parts_and_names_the_file_after_them(adapted):
+    """Any order, repeats: one name per evaluation (the parts in PROXY_PARTS order)."""
     out, _ = adapted
     proc = run("scripts/evaluate.py", str(out), "--episodes", "1", "--train-episodes", "0", "--domain",
-               "proxy_real", "--proxy-without", "camera,sensor", "--workers", "1")
+               "proxy_real", "--proxy-without", "sensor,camera,camera", "--workers", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "eval-1ep-seed1000-proxy_real-without-camera-sensor.json").read_text())
     assert result["eval_protocol"]["proxy_without"] == ["camera", "sensor"]

@@ -48,6 +48,15 @@ def test_with_camera_keeps_every_learned_weight_and_moves_the_geometry(policy):
     assert not torch.equal(moved.grasp_estimate(image, proprio), policy.grasp_estimate(image, proprio))
 
 
+def test_with_camera_leaves_a_policy_without_a_camera_as_it_is():
+    torch.manual_seed(0)
+    plain = GraspPolicy(EncoderSpec(image_size=32), geometry=True).eval()  # no prior, so no geometry either
+    copy = with_camera(plain, MOVED)
+    assert copy is not plain and copy.spec.camera is None
+    for name, value in plain.state_dict().items():
+        assert torch.equal(value, copy.state_dict()[name]), name
+
+
 def test_sim_tune_collects_through_the_new_camera_and_fits(policy, moved_yaml, tmp_path):
     cfg = SimTuneConfig(**TINY)
     train_config = {"image_size": 32, "randomization": "full", "chunk_size": 2}
@@ -67,7 +76,8 @@ def test_sim_tune_collects_through_the_new_camera_and_fits(policy, moved_yaml, t
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"steps": -1}, "steps"), ({"workers": 0}, "workers"), ({"dagger_beta": 2.0}, "dagger_beta"),
+    ({"steps": -1}, "steps"), ({"steps": 0}, "steps"), ({"views_per_layout": 0}, "views_per_layout"),
+    ({"workers": 0}, "workers"), ({"dagger_beta": 2.0}, "dagger_beta"),
     ({"expert_episodes": 0, "views_layouts": 0, "dagger_episodes": 0}, "nothing to collect"), ({"lr": 0.0}, "lr")])
 def test_sim_tune_config_rejects_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -96,9 +106,11 @@ def test_adapt_run_sim_tunes_for_a_disagreeing_calibration(fake_run, real_datase
     assert "Simulation fine-tuning" in (tmp_path / "adapted" / "report.md").read_text()
     spec = json.loads((tmp_path / "adapted" / "policy.json").read_text())
     assert spec["camera"] == Camera.from_camera_info(moved_yaml).to_dict()
+    assert json.loads((tmp_path / "adapted" / "config.json").read_text())["adapt"]["sim_tuned"] is True
 
     off = AdaptConfig(strategy="zero_shot", compare=("zero_shot",), steps=2, batch=8, budgets=(), sim_tune=False)
     summary = adapt_run(fake_run, real_dataset, tmp_path / "untuned", off, camera_info=moved_yaml,
                         log=lambda _m: None)
     assert summary["sim_tune"] is None and "differs" in summary["camera_check"]
     assert GraspPolicy.load(tmp_path / "untuned" / "policy.pt").spec.camera == Camera().to_dict()
+    assert json.loads((tmp_path / "untuned" / "config.json").read_text())["adapt"]["sim_tuned"] is False

@@ -94,7 +94,7 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
     # 2. Simulated rows: DANN/CORAL's source domain, and where forgetting is measured.
     log("loading simulated rows from the run")
     source = sim_arrays(run_dir, cfg.sim_rows, image_size, trained_camera, cfg.seed)
-    if source is None:
+    if source is None and not tune_camera:  # (fine-tuning in simulation brings rows of its own)
         uda = {name for name in STRATEGIES if STRATEGIES[name].uda}
         if cfg.strategy in uda or set(cfg.compare) <= uda:
             raise RunError(f"{run_dir}: the run kept no data/ folder; {', '.join(sorted(uda))} align real features "
@@ -152,7 +152,8 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
         "wall_time_s": time.perf_counter() - t0}
     adapted_config = {**config, "adapt": {**cfg.to_dict(), "chosen": chosen, "source_run": str(run_dir),
                                           "data": str(data), "format": summary["format"],
-                                          "camera": camera, "environment": environment_info()}}
+                                          "camera": camera, "sim_tuned": tune_info is not None,
+                                          "environment": environment_info()}}
     dest.write_json("config.json", adapted_config)
     # The product of adaptation is a deployable policy: policy.onnx + policy.json (parity-checked).
     from sim2real.export import ExportError, export_policy
