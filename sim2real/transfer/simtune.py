@@ -22,7 +22,6 @@ over zero-shot the gain is not yet measurable.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -151,6 +150,6 @@ def sim_tune(policy: GraspPolicy, train_config: dict, camera_info: str | Path, c
     history = fit(tuned, buffer, fit_cfg, seed=cfg.seed + 7, progress="  sim_tune fit")
     tuned.eval()
     info.update(rows=len(buffer), history=history, seconds=time.perf_counter() - t0,
-                config=dataclasses.asdict(cfg))
+                config=cfg.to_dict())
     log(f"  sim_tune: fitted on {len(buffer)} simulated rows in {info['seconds']:.0f} s")
     return tuned, info
