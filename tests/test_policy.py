@@ -11,6 +11,7 @@ from policies.encoders import KEYPOINTS, EncoderSpec
 from policies.imitation import Buffer, FitConfig, fit, grasp_loss, keypoint_loss, keypoint_pixels
 from policies.policy import (
     GRASP_SCALE,
+    MAX_TRANSLATION,
     GraspGeometry,
     GraspHead,
     GraspPolicy,
@@ -343,3 +344,26 @@ def test_servo_law_is_validated_and_travels_with_the_checkpoint(tmp_path):
     del blob["servo"]
     torch.save(blob, tmp_path / "old.pt")
     assert GraspPolicy.load(tmp_path / "old.pt").servo == ServoLaw.expert()
+
+
+def test_the_student_aims_below_its_grasp_estimate_but_never_below_the_tray_floor():
+    """The student's height estimate sits about a centimetre high near the object (README,
+    "Closing too high"): its law aims ``aim`` below it, so 7 mm above the estimated grasp it keeps
+    descending where the expert's closes, and it never aims below the tray floor + 1 cm."""
+    from envs.scene import TRAY_FLOOR_Z
+
+    student, expert = ServoLaw.student(), ServoLaw.expert()
+    assert expert.aim == 0.0 and student.aim > 0.0
+    proprio = torch.tensor([[0.55, 0.0, 0.057, 0.0, 0.08]])
+    grasp = grasp_targets(torch.tensor([[0.55, 0.0, 0.05, 0.0]]), proprio)
+    a_expert, a_student = servo_action(grasp, proprio, servo=expert), servo_action(grasp, proprio, servo=student)
+    assert a_expert[0, 4] == -1.0 and a_student[0, 4] == 1.0  # the expert closes, the student goes on down
+    dz = a_student[0, 2].item() * MAX_TRANSLATION / student.gain
+    assert dz == pytest.approx(-0.007 - student.aim, abs=1e-6)
+    # A grasp at the floor's limit: the aim is clamped to the floor + 1 cm.
+    low = torch.tensor([[0.55, 0.0, TRAY_FLOOR_Z + 0.03, 0.0, 0.08]])
+    g = grasp_targets(torch.tensor([[0.55, 0.0, TRAY_FLOOR_Z + 0.01, 0.0]]), low)
+    dz = servo_action(g, low, servo=student)[0, 2].item() * MAX_TRANSLATION / student.gain
+    assert dz == pytest.approx(-0.02, abs=1e-6)
+    # Checkpoints from before ``aim`` existed load with the expert's 0.
+    assert ServoLaw.from_dict({"xy_tol": 0.012, "gain": 0.85}).aim == 0.0
