@@ -19,6 +19,15 @@ DOMAINS = ("sim", "proxy_real")  # see EnvConfig.domain
 PROXY_PARTS = ("renderer", "textures", "light", "camera", "sensor")
 
 
+def check_int(path: str, value: Any, minimum: int = 1) -> int:
+    """``value`` if it is an integer (not a bool) >= ``minimum``, else ValueError naming ``path``:
+    the one integer check every config in the package uses, so their messages agree."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
+        raise ValueError(f"{path}: must be {kind}, got {value!r}")
+    return value
+
+
 def _check_number(path: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"{path}: must be a finite number, got {value!r}")
@@ -283,19 +292,12 @@ class EnvConfig:
     randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
 
     def __post_init__(self) -> None:
-        def positive(name: str, integer: bool = False) -> None:
-            value = getattr(self, name)
-            bad = isinstance(value, bool) or not isinstance(value, int | float)
-            if integer:
-                bad = bad or not isinstance(value, int)
-            if bad or not math.isfinite(value) or value <= 0:
-                kind = "a positive integer" if integer else "a positive number"
-                raise ValueError(f"{name}: must be {kind}, got {value!r}")
-
         for name in ("image_size", "max_episode_steps", "object_pool", "world_refresh"):
-            positive(name, integer=True)
+            check_int(name, getattr(self, name))
         for name in ("control_hz", "sim_hz", "max_translation", "max_rotation", "lift_height"):
-            positive(name)
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name}: must be a positive number, got {value!r}")
         if self.sim_hz % self.control_hz:
             raise ValueError(f"control_hz: sim_hz={self.sim_hz} must be a multiple of "
                              f"control_hz={self.control_hz}")

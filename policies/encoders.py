@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from envs.config import check_int
+
 ENCODERS = ("cnn", "resnet")
 KEYPOINTS = ("grasp_point", "gripper")
 STRIDE = 4  # input pixels per keypoint-map cell (both architectures)
@@ -59,9 +61,7 @@ class EncoderSpec:
         if self.arch not in ENCODERS:
             raise ValueError(f"encoder arch: must be one of {ENCODERS}, got {self.arch!r}")
         for name in ("image_size", "features_dim", "width"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"encoder {name}: must be a positive integer, got {value!r}")
+            check_int(f"encoder {name}", getattr(self, name), 1)
         if not isinstance(self.keypoints, int) or not 0 <= self.keypoints <= len(KEYPOINTS):
             raise ValueError(f"encoder keypoints: must be an integer in 0..{len(KEYPOINTS)}, got {self.keypoints!r}")
         if self.features_dim <= 2 * self.keypoints:

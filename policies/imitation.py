@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from envs.config import check_int
 from policies.augment import augment
 from policies.encoders import KEYPOINTS, STRIDE, images_to_tensor
 from policies.policy import GraspPolicy, grasp_targets, object_targets
@@ -62,10 +63,8 @@ class FitConfig:
     weight_decay: float = 1e-4
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 0 or (name == "batch" and v == 0):
-                raise ValueError(f"fit {name}: must be a non-negative integer (batch positive), got {v!r}")
+        check_int("fit steps", self.steps, 0)
+        check_int("fit batch", self.batch, 1)
         for name in ("lr", "encoder_lr"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from envs.config import check_int
 from policies.encoders import EncoderSpec
 from policies.imitation import Buffer, FitConfig, fit
 from policies.policy import CONTROLS, GraspPolicy, ServoLaw, check_grasp_modes
@@ -121,14 +122,10 @@ class TrainConfig:
         if not isinstance(self.servo, ServoLaw):  # a mapping (config.json, --set, code)
             self.servo = ServoLaw.from_dict(self.servo)
         for name in ("workers", "image_size", "chunk_size", "expert_episodes", "eval_episodes"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+            check_int(name, getattr(self, name), 1)
         for name in ("dagger_rounds", "dagger_episodes", "eval_train_episodes", "rl_steps", "gif_episodes",
                      "views_layouts", "views_per_layout"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ValueError(f"{name}: must be a non-negative integer, got {v!r}")
+            check_int(name, getattr(self, name), 0)
         for name in ("alt_prob", "views_near"):
             v = getattr(self, name)
             if not isinstance(v, int | float) or isinstance(v, bool) or not 0 <= v <= 1:

@@ -31,6 +31,7 @@ from envs.config import (
     RandomizationConfig,
     SensorRandomization,
     VisualRandomization,
+    check_int,
 )
 from envs.corruptions import (
     ColorJitter,
@@ -850,3 +851,24 @@ def test_egl_warns_that_it_ignores_light_coefficients():
     with pytest.warns(RuntimeWarning, match="ambient"):
         env = GraspEnv(image_size=32, renderer="egl", randomization="full")
     env.close()
+
+
+def test_check_int_is_the_one_integer_rule_of_every_config():
+    """``check_int`` refuses bools, floats and values under the minimum, naming the field, and
+    the configs that use it say the same thing in the same words."""
+    from policies.imitation import FitConfig
+    from policies.train import TrainConfig
+    from sim2real.transfer.adapt import AdaptConfig
+
+    assert check_int("x", 3) == 3 and check_int("x", 0, 0) == 0
+    for value, minimum, kind in ((0, 1, "a positive integer"), (-1, 0, "a non-negative integer"),
+                                 (True, 1, "a positive integer"), (2.0, 1, "a positive integer"),
+                                 (1, 2, "an integer >= 2")):
+        with pytest.raises(ValueError, match=f"^x: must be {kind}, got {value!r}$"):
+            check_int("x", value, minimum)
+    for make, field in ((lambda: EnvConfig(max_episode_steps=2.5), "max_episode_steps: must be a positive integer"),
+                        (lambda: TrainConfig(dagger_rounds=-1), "dagger_rounds: must be a non-negative integer"),
+                        (lambda: FitConfig(batch=0), "fit batch: must be a positive integer"),
+                        (lambda: AdaptConfig(steps=True), "steps: must be a positive integer")):
+        with pytest.raises(ValueError, match=field):
+            make()

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from envs.config import check_int
 from policies.encoders import images_to_tensor
 from policies.imitation import GRASP_HUBER_BETA, FitConfig, keypoint_pixels, losses, make_batch
 from policies.policy import GRASP_SCALE, GraspPolicy, grasp_targets
@@ -90,8 +91,7 @@ class AdaptConfig:
             if name not in STRATEGIES:
                 raise ValueError(f"strategy: unknown {name!r}; choose auto or one of {', '.join(STRATEGIES)}")
         for name in ("steps", "batch", "sim_rows"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name}: must be a positive integer, got {getattr(self, name)!r}")
+            check_int(name, getattr(self, name), 1)
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction: must be in (0, 1), got {self.val_fraction}")
         if self.max_samples is not None and self.max_samples < 2:

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from envs.camera import Camera
+from envs.config import check_int
 from policies.encoders import EncoderSpec
 from policies.policy import GraspPolicy
 
@@ -60,14 +61,10 @@ class SimTuneConfig:
 
     def __post_init__(self) -> None:
         for name in ("expert_episodes", "views_layouts", "dagger_episodes"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ValueError(f"sim_tune.{name}: must be a non-negative integer, got {v!r}")
+            check_int(f"sim_tune.{name}", getattr(self, name), 0)
         # No fit would leave only the camera swapped, which makes a policy worse (module docstring).
         for name in ("views_per_layout", "steps", "batch", "workers"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"sim_tune.{name}: must be a positive integer, got {v!r}")
+            check_int(f"sim_tune.{name}", getattr(self, name), 1)
         if self.expert_episodes + self.views_layouts + self.dagger_episodes == 0:
             raise ValueError("sim_tune: nothing to collect (expert_episodes, views_layouts and dagger_episodes are 0)")
         if not 0 <= self.dagger_beta <= 1:
