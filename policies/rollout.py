@@ -304,6 +304,29 @@ def make_chunks(base_seed: int, episodes: int, chunk_size: int, tag: int, **kw) 
     return chunks
 
 
+def collect_episodes(pool: RolloutPool, root, meta: dict, chunks: list[Chunk], progress: str | None = None,
+                     log: Callable[[str], None] = print):
+    """Roll ``chunks`` out into the episode folder ``root`` (an ``EpisodeWriter`` with ``meta``);
+    returns the writer and the new results. A folder that already holds episodes (an interrupted
+    run) resumes: whole chunks on disk are skipped (a chunk's episodes depend only on its seed),
+    a partial one is dropped and recollected."""
+    from sim2real.data.episodes import EpisodeWriter
+
+    writer = EpisodeWriter(root, meta=meta)
+    have = writer.num_episodes
+    skip_chunks, count = 0, 0
+    for c in chunks:
+        if count + c.episodes > have:
+            break
+        count += c.episodes
+        skip_chunks += 1
+    if count < have:
+        log(f"{root}: {have - count} episodes of an unfinished chunk will be recollected")
+        writer.keep_first(count)
+    results = collect(pool, chunks[skip_chunks:], on_result=lambda r: writer.append(r.episode), progress=progress)
+    return writer, results
+
+
 def collect(pool: RolloutPool, chunks: list[Chunk], on_result: Callable[[Result], None] | None = None,
             progress: str | None = None) -> list[Result]:
     """Run chunks, calling ``on_result`` for each episode in order; a tqdm bar if ``progress``."""

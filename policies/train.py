@@ -33,8 +33,8 @@ from envs.config import check_int
 from policies.encoders import EncoderSpec
 from policies.imitation import Buffer, FitConfig, fit
 from policies.policy import CONTROLS, GraspPolicy, ServoLaw, check_grasp_modes
-from policies.rollout import RolloutPool, collect, make_chunks, policy_bytes
-from sim2real.data.episodes import EpisodeWriter, read_dataset
+from policies.rollout import RolloutPool, collect, collect_episodes, make_chunks, policy_bytes
+from sim2real.data.episodes import read_dataset
 from sim2real.runs import RunDir, RunError, environment_info
 from sim2real.stats import success_summary
 
@@ -143,7 +143,7 @@ class TrainConfig:
             raise ValueError(f"camera: no such file {self.camera!r}")
         if self.encoder.image_size != self.image_size:
             self.encoder = dataclasses.replace(self.encoder, image_size=self.image_size)
-        camera = _camera_dict(self) if self.grasp_prior else None
+        camera = run_camera(self.camera).to_dict() if self.grasp_prior else None
         if self.encoder.camera != camera:
             self.encoder = dataclasses.replace(self.encoder, camera=camera)
 
@@ -319,25 +319,12 @@ class Trainer:
     def _collect(self, pool: RolloutPool, root: Path, mode: str, tag: int, episodes: int,
                  policy: GraspPolicy | None = None, beta: float = 0.0) -> None:
         cfg = self.cfg
-        writer = EpisodeWriter(root, meta={"source": f"sim-{mode}", "env": cfg.env_kwargs("train"),
-                                           "camera": _camera_dict(cfg)})
         chunks = make_chunks(cfg.seed, episodes, cfg.chunk_size, tag=tag, env_kwargs=cfg.env_kwargs("train"),
                              mode=mode, alt_prob=cfg.alt_prob, beta=beta, views=cfg.views_per_layout,
                              views_near=cfg.views_near,
                              policy=policy_bytes(policy) if policy is not None else None)
-        # Resume: whole chunks already on disk are skipped (a chunk's episodes depend only on its seed).
-        have = writer.num_episodes
-        skip_chunks, count = 0, 0
-        for c in chunks:
-            if count + c.episodes > have:
-                break
-            count += c.episodes
-            skip_chunks += 1
-        if count < have:  # a partial chunk: drop it and redo the chunk
-            self.log(f"{root}: {have - count} episodes of an unfinished chunk will be recollected")
-            writer.keep_first(count)
-        results = collect(pool, chunks[skip_chunks:], on_result=lambda r: writer.append(r.episode),
-                          progress=f"{mode} rollouts")
+        meta = {"source": f"sim-{mode}", "env": cfg.env_kwargs("train"), "camera": run_camera(cfg.camera).to_dict()}
+        writer, results = collect_episodes(pool, root, meta, chunks, f"{mode} rollouts", self.log)  # resumes
         stage = root.name
         if mode == "views":
             info = {"layouts": writer.num_episodes, "new_layouts": len(results)}
@@ -352,11 +339,12 @@ class Trainer:
         self.log(f"{stage}: {info['episodes']} episodes, rollout success {info['success_rate']:.1%}")
 
 
-def _camera_dict(cfg: TrainConfig) -> dict:
+def run_camera(camera: str | None):
+    """The camera a run trains and evaluates with: its ``camera`` setting (a ROS camera_info YAML),
+    else the default ``envs.camera.Camera``."""
     from envs.camera import Camera
 
-    cam = Camera.from_camera_info(cfg.camera) if cfg.camera else Camera()
-    return cam.to_dict()
+    return Camera.from_camera_info(camera) if camera else Camera()
 
 
 # -------------------------------------------------------------------------- evaluation

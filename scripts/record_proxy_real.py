@@ -66,12 +66,12 @@ def main(argv: list[str] | None = None) -> int:
                                 objects=args.objects, every=args.every,
                                 interventions=args.interventions)
     if args.rig_calibration is not None:
-        from envs.camera import Camera
         from envs.proxy_real import ProxyRealDomain
+        from policies.train import run_camera
 
         train = json.loads((args.run / "config.json").read_text())["train"]
-        calibrated = Camera.from_camera_info(train["camera"]) if train.get("camera") else Camera()
-        ProxyRealDomain().camera(calibrated).to_camera_info(args.rig_calibration, name="proxy_real_rig")
+        rig = ProxyRealDomain().camera(run_camera(train.get("camera")))
+        rig.to_camera_info(args.rig_calibration, name="proxy_real_rig")
         summary["rig_calibration"] = str(args.rig_calibration)
     print(json.dumps(summary))
     return 0

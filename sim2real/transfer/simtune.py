@@ -105,9 +105,9 @@ def sim_tune(policy: GraspPolicy, train_config: dict, camera_info: str | Path, c
     ``TrainConfig`` (its randomization, image size, servo law). Returns the tuned policy (eval mode)
     and what was done (rows, rollout success, losses, seconds)."""
     from policies.imitation import Buffer, FitConfig, fit
-    from policies.rollout import RolloutPool, collect, make_chunks, policy_bytes
+    from policies.rollout import RolloutPool, collect_episodes, make_chunks, policy_bytes
     from policies.train import POLICY_WEIGHTS
-    from sim2real.data.episodes import EpisodeWriter, read_dataset
+    from sim2real.data.episodes import read_dataset
 
     t0 = time.perf_counter()
     camera = Camera.from_camera_info(camera_info)
@@ -127,14 +127,13 @@ def sim_tune(policy: GraspPolicy, train_config: dict, camera_info: str | Path, c
             if count == 0:
                 continue
             root = Path(data_dir) / mode
-            writer = EpisodeWriter(root, meta={"source": f"sim-{mode}", "env": env_kwargs, "camera": camera.to_dict(),
-                                               "notes": "sim_tune: collected through the real camera's calibration"})
             chunks = make_chunks(cfg.seed, count, chunk_size, tag=tag, env_kwargs=env_kwargs, mode=mode,
                                  alt_prob=float(train_config.get("alt_prob", 0.3)), beta=beta,
                                  views=cfg.views_per_layout, views_near=float(train_config.get("views_near", 0.0)),
                                  policy=blob if mode == "dagger" else None)
-            results = collect(pool, chunks, on_result=lambda r, w=writer: w.append(r.episode),
-                              progress=f"  sim_tune {mode}")
+            meta = {"source": f"sim-{mode}", "env": env_kwargs, "camera": camera.to_dict(),
+                    "notes": "sim_tune: collected through the real camera's calibration"}
+            _, results = collect_episodes(pool, root, meta, chunks, f"  sim_tune {mode}", log)
             if mode != "views":
                 rate = sum(r.success for r in results) / max(len(results), 1)
                 info["collected"][mode] = {"episodes": len(results), "success_rate": rate}
