@@ -67,6 +67,13 @@ def _wrap_half_pi(angle: float) -> float:
     return (angle + math.pi / 2) % math.pi - math.pi / 2
 
 
+def grasp_height(low: np.ndarray, high: np.ndarray) -> float:
+    """The height (m, base frame) the expert grasps an object at first, from its bounding box
+    (low and high corners, m): 2.5 cm below its top (at most 60 % of its height down), and at
+    least 1.2 cm above the tray floor."""
+    return max(TRAY_FLOOR_Z + 0.012, float(high[2]) - min(0.025, 0.6 * float(high[2] - low[2])))
+
+
 class ScriptedExpert:
     """Args: env (a GraspEnv or a wrapper of one); plan: rehearse candidates in simulation;
     max_candidates: how many grasps to rehearse at most per plan."""
@@ -111,7 +118,7 @@ class ScriptedExpert:
             if width_now <= MAX_OPENING - KEEP_YAW_MARGIN:
                 options.insert(0, (width_now, theta_now))
             height = high[2] - low[2]
-            z_main = max(TRAY_FLOOR_Z + 0.012, high[2] - min(0.025, 0.6 * height))
+            z_main = grasp_height(low, high)
             z_low = max(TRAY_FLOOR_Z + 0.01, low[2] + 0.25 * height)
             centre = 0.5 * (low[:2] + high[:2])
             rot = np.array([[math.cos(obj_yaw), math.sin(obj_yaw)], [-math.sin(obj_yaw), math.cos(obj_yaw)]])

@@ -33,6 +33,7 @@ from envs.config import check_int
 
 ENCODERS = ("cnn", "resnet")
 KEYPOINTS = ("grasp_point", "gripper")
+GRASP_CHOICES = ("nearest_object", "distance")  # GraspPointPrior
 STRIDE = 4  # input pixels per keypoint-map cell (both architectures)
 
 
@@ -45,7 +46,8 @@ class EncoderSpec:
     inputs; width: channel multiplier; keypoints: how many of ``KEYPOINTS`` are named (supervisable)
     keypoint maps whose coordinates are appended to the features (0 = none); camera: the nominal
     camera the encoder was trained with (``Camera.to_dict()``), which turns on the grasp-point
-    prior (see ``GraspPointPrior``); None = no prior.
+    prior (see ``GraspPointPrior``); None = no prior; grasp_choice: how that prior picks the object
+    to grasp, one of ``GRASP_CHOICES`` (encoders saved before the field existed used "distance").
     """
 
     arch: str = "cnn"
@@ -56,10 +58,13 @@ class EncoderSpec:
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
     keypoints: int = 2
     camera: dict | None = None
+    grasp_choice: str = "nearest_object"
 
     def __post_init__(self) -> None:
         if self.arch not in ENCODERS:
             raise ValueError(f"encoder arch: must be one of {ENCODERS}, got {self.arch!r}")
+        if self.grasp_choice not in GRASP_CHOICES:
+            raise ValueError(f"encoder grasp_choice: must be one of {GRASP_CHOICES}, got {self.grasp_choice!r}")
         for name in ("image_size", "features_dim", "width"):
             check_int(f"encoder {name}", getattr(self, name), 1)
         if not isinstance(self.keypoints, int) or not 0 <= self.keypoints <= len(KEYPOINTS):
@@ -86,7 +91,7 @@ class EncoderSpec:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"encoder spec: unknown fields {sorted(unknown)}")
-        return cls(**data)
+        return cls(**{"grasp_choice": "distance", **data})  # saved before the field: the old choice
 
 
 def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -131,20 +136,32 @@ class SpatialSoftmax(nn.Module):
 
 
 class GraspPointPrior(nn.Module):
-    """Which object to grasp, made local: a penalty on the grasp-point map growing with the
-    horizontal distance between each map cell's point on the tray and the gripper.
+    """Which object to grasp, made local: the expert grasps the object nearest the gripper
+    (horizontally), and this turns the grasp-point map's own logits (its *evidence*, what the image
+    alone says) into the map of that choice, given the gripper's position.
 
-    The expert grasps the object nearest the gripper. From the image alone that is a global
-    comparison, and a keypoint map that cannot make it splits its mass between objects, so its
-    expected coordinate lands *between* them (a student that stalls there). Each cell's centre is
-    back-projected through the nominal camera onto the plane ``PRIOR_PLANE_Z`` (m, base frame);
-    ``alpha`` (1/m^2, learned, log-parametrized) weighs the squared distance to the gripper's (x, y).
+    Each map cell's centre is back-projected through the nominal camera onto the plane
+    ``PRIOR_PLANE_Z`` (m, base frame), which gives its horizontal distance to the gripper. Two ways:
+
+    "nearest_object" (default): the evidence is a per-cell object detector (sigmoid p_i = "an object
+        is here", trained towards every object of the scene, ``policies.imitation.objects_loss``)
+        and the map is the log-probability that a cell holds the *nearest* object: log p_i plus
+        log(1 - p_j) over every cell j nearer the gripper by more than ``NEAREST_MARGIN``. A lone
+        object is the nearest however far it is; another object in front of it takes its place.
+        (The margin keeps an object's own cells from shadowing each other, which would pull the
+        estimate to its near edge.)
+    "distance": the evidence plus a penalty alpha x squared distance (alpha 1/m^2, learned,
+        log-parametrized). A far lone object then loses to any weak evidence near the gripper: in
+        the default student's one-object failures the map's peak went to tray edges near the hand
+        (README, "The horizontal estimate").
     """
 
-    def __init__(self, camera: dict, image_size: int) -> None:
+    def __init__(self, camera: dict, image_size: int, choice: str = "nearest_object") -> None:
         super().__init__()
         from envs.camera import Camera
 
+        if choice not in GRASP_CHOICES:
+            raise ValueError(f"grasp choice: must be one of {GRASP_CHOICES}, got {choice!r}")
         cam = Camera.from_dict(camera).with_image_size(image_size, image_size)
         i, n = cam.intrinsics, image_size // STRIDE
         centres = (np.arange(n) + 0.5) * STRIDE  # continuous pixel coordinates of cell centres
@@ -156,16 +173,26 @@ class GraspPointPrior(nn.Module):
             s = (PRIOR_PLANE_Z - origin[2]) / rays[..., 2]
         xy = origin[:2] + s[..., None] * rays[..., :2]
         xy[~(s > 0)] = 10.0
-        self.side = n
+        self.side, self.choice = n, choice
         self.register_buffer("cell_xy", torch.tensor(xy.reshape(-1, 2), dtype=torch.float32))
-        self.log_alpha = nn.Parameter(torch.tensor(float(np.log(300.0))))
+        if choice == "distance":
+            self.log_alpha = nn.Parameter(torch.tensor(float(np.log(300.0))))
 
-    def forward(self, proprio: torch.Tensor) -> torch.Tensor:
-        """Raw proprio (N, 5) -> additive logits (N, 1, n, n)."""
-        d2 = ((self.cell_xy[None] - proprio[:, None, :2]) ** 2).sum(dim=-1)
-        return (-self.log_alpha.exp() * d2).reshape(-1, 1, self.side, self.side)
+    def forward(self, evidence: torch.Tensor, proprio: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+        """Evidence logits (N, n, n), raw proprio (N, 5) and the keypoint softmax temperature ->
+        the grasp-point map's logits (N, 1, n, n)."""
+        d2 = ((self.cell_xy[None] - proprio[:, None, :2]) ** 2).sum(dim=-1)  # (N, n*n), m^2
+        if self.choice == "distance":
+            return evidence[:, None] - (self.log_alpha.exp() * d2).reshape(-1, 1, self.side, self.side)
+        d = d2.sqrt()
+        nearer = (d[:, None, :] < d[:, :, None] - NEAREST_MARGIN).to(evidence.dtype)  # (N, i, j): j nearer than i
+        e = evidence.flatten(1)
+        log_nearest = F.logsigmoid(e) + torch.bmm(nearer, F.logsigmoid(-e)[..., None])[..., 0]
+        # Times the temperature, which the map's softmax divides by: it is then the distribution itself.
+        return (temperature * log_nearest).reshape(-1, 1, self.side, self.side)
 
 
+NEAREST_MARGIN = 0.03  # m: cells nearer the gripper by less than this do not hide a cell (about an object's radius)
 PRIOR_PLANE_Z = 0.03  # m: about where grasp points are (tray floor at 0.01 m plus half a small object)
 
 
@@ -193,7 +220,8 @@ class Encoder(nn.Module):
         self.keypoints = SpatialSoftmax()
         head_dim = spec.features_dim - 2 * spec.keypoints
         self.head = nn.Sequential(nn.Linear(3 * channels, head_dim), nn.LayerNorm(head_dim), nn.ReLU(inplace=True))
-        self.prior = GraspPointPrior(spec.camera, spec.image_size) if spec.camera and spec.keypoints else None
+        self.prior = (GraspPointPrior(spec.camera, spec.image_size, spec.grasp_choice)
+                      if spec.camera and spec.keypoints else None)
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
 
@@ -207,19 +235,24 @@ class Encoder(nn.Module):
             x = block(x)
         return x
 
-    def encode(self, image: torch.Tensor, proprio: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, image: torch.Tensor, proprio: torch.Tensor | None = None,
+               with_evidence: bool = False) -> tuple[torch.Tensor, ...]:
         """Features (N, features_dim) and the keypoint-map logits (N, C, S/4, S/4); the first
         ``spec.keypoints`` maps are the named ones. With raw ``proprio`` (N, 5) and a camera in
-        the spec, the grasp-point map gets the gripper-distance prior."""
+        the spec, the grasp-point map goes through the prior (``GraspPointPrior``).
+        ``with_evidence`` also returns the grasp-point map's logits before the prior (N, S/4, S/4):
+        what the image alone says."""
         x = self.feature_map(image)
         logits = self.keypoint_maps(x)
+        evidence = logits[:, 0]
         if self.prior is not None and proprio is not None:
-            logits = torch.cat([logits[:, :1] + self.prior(proprio), logits[:, 1:]], dim=1)
+            chosen = self.prior(evidence, proprio, self.keypoints.log_temperature.exp())
+            logits = torch.cat([chosen, logits[:, 1:]], dim=1)
         points = self.keypoints(logits)  # (N, 2C): all x, then all y
         c, k = logits.shape[1], self.spec.keypoints
         named = torch.cat([points[:, :k], points[:, c:c + k]], dim=1)
         feats = torch.cat([self.head(torch.cat([points, x.mean(dim=(2, 3))], dim=1)), named], dim=1)
-        return feats, logits
+        return (feats, logits, evidence) if with_evidence else (feats, logits)
 
     def forward(self, image: torch.Tensor, proprio: torch.Tensor | None = None) -> torch.Tensor:
         return self.encode(image, proprio)[0]

@@ -16,6 +16,9 @@ Losses (each averaged over the rows that have its label):
                 point / the gripper (projected with the dataset's nominal camera; rows whose point
                 is outside the image are ignored). Dense, well-conditioned supervision of *where*
                 things are, which base-frame regression alone learned far too slowly.
+    objects     the grasp-point map's evidence (its logits before the prior) as a per-cell object
+                detector: binary cross-entropy against "an object is here" at every object's
+                recorded image point (``objects_loss``; encoders whose prior picks the nearest object).
     invariance  paired renders of one world state under two randomizations: 1 - cosine similarity
                 of their encoder features.
 Images are augmented (random shift, colour jitter) per batch.
@@ -35,10 +38,12 @@ from envs.config import check_int
 from policies.augment import augment
 from policies.encoders import KEYPOINTS, STRIDE, images_to_tensor
 from policies.policy import GraspPolicy, grasp_targets, object_targets
-from sim2real.data.episodes import Dataset, Episode
+from sim2real.data.episodes import MAX_OBJECT_POINTS, Dataset, Episode
 
-FIELDS = ("images", "proprio", "expert_action", "object", "grasp", "success", "images_alt", "has_alt", "keypoints")
-LOSSES = ("action", "grasp", "object", "keypoints", "outcome", "invariance")
+FIELDS = ("images", "proprio", "expert_action", "object", "grasp", "success", "images_alt", "has_alt", "keypoints",
+          "object_pixels")
+LOSSES = ("action", "grasp", "object", "keypoints", "objects", "outcome", "invariance")
+OBJECTS_SCALE = 10.0  # objects_loss: its per-row sum over map cells is divided by this
 GRASP_HUBER_BETA = 0.2  # grasp-head units (5 cm): quadratic within 1 cm, linear beyond
 WTA_SPREAD, WTA_CHOICE = 0.05, 0.5  # multi-hypothesis grasp head: see grasp_loss
 
@@ -113,6 +118,15 @@ def recorded_pixels(image_points: np.ndarray, images: np.ndarray) -> np.ndarray:
     return np.asarray(image_points, np.float32).reshape(-1, 2, 2) * np.array([width, height], np.float32)
 
 
+def object_pixels(object_points: np.ndarray | None, images: np.ndarray) -> np.ndarray:
+    """Recorded object points (N, 2 x K fractions, or None) -> pixels (N, K, 2) of ``images``
+    (NaN where unknown)."""
+    height, width = images.shape[1:3]
+    if object_points is None:
+        return np.full((len(images), MAX_OBJECT_POINTS, 2), np.nan, np.float32)
+    return np.asarray(object_points, np.float32).reshape(len(images), -1, 2) * np.array([width, height], np.float32)
+
+
 class Buffer:
     """Aggregated training rows (DAgger's growing dataset) as flat numpy arrays."""
 
@@ -137,12 +151,14 @@ class Buffer:
         if ep.image_points is not None:  # recorded with the frame's own camera (fractions of the image)
             kp[:, :2] = recorded_pixels(ep.image_points, ep.images)
         self.parts["keypoints"].append(kp)
+        self.parts["object_pixels"].append(object_pixels(ep.object_points, ep.images))
         self._cat = None
 
     def add_dataset(self, ds: Dataset) -> None:
-        for name in FIELDS[:-1]:  # Dataset carries every field but keypoints under the same name
+        for name in FIELDS[:-2]:  # Dataset carries every field but the pixel targets under the same name
             self.parts[name].append(getattr(ds, name))
         self.parts["keypoints"].append(dataset_keypoints(ds))
+        self.parts["object_pixels"].append(object_pixels(ds.object_points, ds.images))
         self._cat = None
 
     @property
@@ -186,6 +202,10 @@ def losses(policy: GraspPolicy, batch: dict[str, torch.Tensor], weights: dict[st
         result["object"] = _masked_mean(huber, has)
     if weights.get("keypoints", 0) > 0:
         result["keypoints"] = keypoint_loss(policy, out["keypoint_logits"], batch["keypoints"])
+    prior = policy.encoder.prior
+    if weights.get("objects", 0) > 0 and prior is not None and prior.choice == "nearest_object":
+        # (Only there is the evidence a per-cell detector; under "distance" it is a softmax's logits.)
+        result["objects"] = objects_loss(policy, out["grasp_point_evidence"], batch["object_pixels"])
     if weights.get("outcome", 0) > 0:
         s = batch["success"]
         has = torch.isfinite(s)
@@ -216,25 +236,49 @@ def grasp_loss(hypotheses: torch.Tensor, logits: torch.Tensor, target: torch.Ten
     return won + WTA_SPREAD * huber.mean(dim=1) + WTA_CHOICE * F.cross_entropy(logits, best, reduction="none")
 
 
+def gaussian_targets(pixels: torch.Tensor, h: int, w: int, sigma: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel points (N, K, 2) -> per-point target distributions over the (h, w) map cells
+    (N, K, h*w), a Gaussian of ``sigma`` cells each, and which points are finite and in the map (N, K)."""
+    # Map cell j is centred on input pixel STRIDE * j (+0.5 in continuous pixel coordinates).
+    cells = (pixels - 0.5) / STRIDE
+    valid = (torch.isfinite(cells).all(dim=2) & (cells[..., 0] > -0.5) & (cells[..., 0] < w - 0.5)
+             & (cells[..., 1] > -0.5) & (cells[..., 1] < h - 0.5))
+    cells = torch.nan_to_num(cells)
+    xs = torch.arange(w, dtype=pixels.dtype).view(1, 1, 1, w)
+    ys = torch.arange(h, dtype=pixels.dtype).view(1, 1, h, 1)
+    d2 = (xs - cells[..., 0, None, None]) ** 2 + (ys - cells[..., 1, None, None]) ** 2
+    return torch.softmax(-d2.flatten(2) / (2 * sigma**2), dim=-1), valid
+
+
 def keypoint_loss(policy: GraspPolicy, logits: torch.Tensor, pixels: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     """Cross-entropy of the named keypoint maps (N, C, h, w) against Gaussians (sigma in cells)
     around ``pixels`` (N, K, 2), averaged over the finite in-image targets."""
     k = min(policy.spec.keypoints, pixels.shape[1])
     if k == 0:
         return logits.sum() * 0.0
-    n, _, h, w = logits.shape
-    # Map cell j is centred on input pixel STRIDE * j (+0.5 in continuous pixel coordinates).
-    cells = (pixels[:, :k] - 0.5) / STRIDE
-    valid = (torch.isfinite(cells).all(dim=2) & (cells[..., 0] > -0.5) & (cells[..., 0] < w - 0.5)
-             & (cells[..., 1] > -0.5) & (cells[..., 1] < h - 0.5))
-    cells = torch.nan_to_num(cells)
-    xs = torch.arange(w, dtype=logits.dtype).view(1, 1, 1, w)
-    ys = torch.arange(h, dtype=logits.dtype).view(1, 1, h, 1)
-    d2 = (xs - cells[..., 0, None, None]) ** 2 + (ys - cells[..., 1, None, None]) ** 2
-    target = torch.softmax(-d2.flatten(2) / (2 * sigma**2), dim=-1)  # (N, K, h*w), sums to 1
+    target, valid = gaussian_targets(pixels[:, :k].to(logits.dtype), *logits.shape[2:], sigma)
     logp = policy.encoder.keypoints.log_probs(logits[:, :k])
     ce = -(target * logp).sum(dim=-1)
     return _masked_mean(ce, valid)
+
+
+def objects_loss(policy: GraspPolicy, evidence: torch.Tensor, pixels: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """Binary cross-entropy of the grasp-point map's evidence (N, h, w: its logits before the
+    prior, a sigmoid per cell) against "an object is here": 1 at the cell of *every* object's point
+    (``pixels`` (N, K, 2), NaN = none), falling off as a Gaussian of ``sigma`` cells, 0 elsewhere.
+    Summed over cells, averaged over rows with at least one object in view (rows without recorded
+    object points, e.g. real recordings, are unknown, not empty).
+
+    Why: the grasp-point map trained only towards the expert's choice is told that the other
+    objects of a scene are *not* grasp points, and which one is chosen depends on the gripper,
+    which the map could only guess from the image (it learned to follow the hand). With every
+    object a target, the evidence is a detector, and ``GraspPointPrior`` makes the choice."""
+    target, valid = gaussian_targets(pixels.to(evidence.dtype), *evidence.shape[1:], sigma)
+    peaked = target / target.amax(dim=-1, keepdim=True).clamp(min=1e-12)  # 1 at each point's own cell
+    presence = (peaked * valid[..., None]).amax(dim=1)  # (N, h*w)
+    bce = F.binary_cross_entropy_with_logits(evidence.flatten(1), presence, reduction="none").sum(dim=1)
+    # / OBJECTS_SCALE: a sum over 256 cells, brought to the size of the other losses.
+    return _masked_mean(bce / OBJECTS_SCALE, valid.any(dim=1))
 
 
 def make_batch(arrays: dict[str, np.ndarray], idx: np.ndarray, cfg: FitConfig,
@@ -247,6 +291,7 @@ def make_batch(arrays: dict[str, np.ndarray], idx: np.ndarray, cfg: FitConfig,
     batch = {"images": images, "proprio": f32("proprio"), "expert_action": f32("expert_action"),
              "object": f32("object"), "grasp": f32("grasp"), "success": f32("success"),
              "keypoints": f32("keypoints") + shift[:, None, :],
+             "object_pixels": f32("object_pixels") + shift[:, None, :],
              "has_alt": torch.as_tensor(arrays["has_alt"][idx], dtype=torch.bool)}
     if batch["has_alt"].any():
         batch["images_alt"] = augment(images_to_tensor(arrays["images_alt"][idx]), cfg.shift, cfg.jitter, generator)

@@ -306,12 +306,15 @@ class GraspPolicy(nn.Module):
     def heads(self, image: torch.Tensor, proprio: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every head at once (training): action (N, 5) raw, grasp (N, 5) (the chosen hypothesis),
         grasp_hypotheses (N, M, 5) and grasp_logits (N, M), object (N, 5), outcome (N,) logit,
-        features (N, D) and keypoint-map logits (N, C, S/4, S/4)."""
-        feats, maps, fused = self.features(image, proprio)
+        features (N, D), keypoint-map logits (N, C, S/4, S/4) and the grasp-point map's logits
+        before the prior (N, S/4, S/4)."""
+        feats, maps, evidence = self.encoder.encode(image, proprio, with_evidence=True)
+        fused = self.fusion.combine(feats, proprio)
         hyps, logits = self.grasp_hypotheses(fused, maps, proprio)  # once: the chosen estimate is selected from them
         return {"action": self.action_head(fused), "grasp": self.grasp_head.select(hyps, logits),
                 "grasp_hypotheses": hyps, "grasp_logits": logits, "object": self.object_head(feats),
-                "outcome": self.outcome_head(fused).squeeze(1), "features": feats, "keypoint_logits": maps}
+                "outcome": self.outcome_head(fused).squeeze(1), "features": feats, "keypoint_logits": maps,
+                "grasp_point_evidence": evidence}
 
     @staticmethod
     def to_action(raw: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim2real.data.episodes import Episode
+from sim2real.data.episodes import MAX_OBJECT_POINTS, Episode
 
 MODES = ("expert", "dagger", "eval", "views")
 
@@ -141,7 +141,8 @@ class _Recorder:
     def __init__(self, genv, expert, alt_prob: float, rng: np.random.Generator) -> None:
         self.genv, self.expert, self.alt_prob, self.rng = genv, expert, alt_prob, rng
         self.rows: dict[str, list] = {k: [] for k in ("images", "proprio", "action", "expert_action", "object",
-                                                      "grasp", "image_points", "images_alt", "has_alt")}
+                                                      "grasp", "image_points", "object_points", "images_alt",
+                                                      "has_alt")}
 
     def add(self, obs: dict, label: np.ndarray, action: np.ndarray | None = None, camera=None) -> None:
         """One step; ``camera``: the one that took ``obs["image"]`` (default: the episode's own)."""
@@ -156,6 +157,7 @@ class _Recorder:
         rows["grasp"].append(targets[1] if targets else nan4)
         camera = camera or self.genv.camera
         rows["image_points"].append(image_points(camera, targets[1][:3] if targets else None, obs["proprio"][:3]))
+        rows["object_points"].append(object_points(camera, self.genv))
         alt = self.alt_prob > 0 and self.rng.random() < self.alt_prob
         rows["images_alt"].append(self.genv.render_alternative(self.rng) if alt else np.zeros_like(obs["image"]))
         rows["has_alt"].append(alt)
@@ -166,7 +168,7 @@ class _Recorder:
         return Episode(images=np.stack(r["images"]), proprio=np.stack(r["proprio"]).astype(np.float32),
                        action=actions, expert_action=np.stack(r["expert_action"]).astype(np.float32),
                        object=np.stack(r["object"]), grasp=np.stack(r["grasp"]),
-                       image_points=np.stack(r["image_points"]),
+                       image_points=np.stack(r["image_points"]), object_points=np.stack(r["object_points"]),
                        images_alt=np.stack(r["images_alt"]), has_alt=np.array(r["has_alt"]), **fields)
 
 
@@ -178,15 +180,37 @@ def image_points(camera, grasp: np.ndarray | None, hand: np.ndarray) -> np.ndarr
     the nominal camera instead they were off by a median 4.6 px of 64 under full camera jitter.
     They are for the state at the step: a frame the sensor model delayed shows the hand one step
     earlier (the same holds for the proprio and labels recorded beside it)."""
-    out = np.full(4, np.nan, np.float32)
-    for k, point in enumerate((grasp, hand)):
+    return _image_fractions(camera, [grasp, hand])
+
+
+def _image_fractions(camera, points: list) -> np.ndarray:
+    """Points (base frame, m; None = unknown) -> float32 (2 x len,) u, v fractions of ``camera``'s
+    image, NaN for an unknown point or one outside the image."""
+    out = np.full(2 * len(points), np.nan, np.float32)
+    i = camera.intrinsics
+    for k, point in enumerate(points):
         if point is None or not np.isfinite(point).all():
             continue
-        i = camera.intrinsics
         uv = camera.project(np.asarray(point, float)[None])[0] / (i.width, i.height)
         if np.all((uv >= 0) & (uv <= 1)):
             out[2 * k:2 * k + 2] = uv
     return out
+
+
+def object_points(camera, genv) -> np.ndarray:
+    """Where ``camera`` sees every object on the tray: float32 (2 x MAX_OBJECT_POINTS,) u, v per
+    object as fractions of the image (``image_points``), NaN for a missing, fallen or unseen one.
+    Each object's point is the centre of its bounding box at the height the expert would grasp
+    it (``grasp_height``): targets for a detector of *all* graspable objects, where the grasp
+    point names only the expert's choice."""
+    from envs.expert import grasp_height
+
+    points: list = [None] * MAX_OBJECT_POINTS
+    for k, name in enumerate(genv.scene.active[:MAX_OBJECT_POINTS]):
+        low, high = genv.sim.aabb(name)
+        if high[2] >= 0:  # (not fallen off the table)
+            points[k] = np.array([0.5 * (low[0] + high[0]), 0.5 * (low[1] + high[1]), grasp_height(low, high)])
+    return _image_fractions(camera, points)
 
 
 def _objects(genv) -> str:

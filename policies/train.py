@@ -34,15 +34,16 @@ from policies.encoders import EncoderSpec
 from policies.imitation import Buffer, FitConfig, fit
 from policies.policy import CONTROLS, GraspPolicy, ServoLaw, check_grasp_modes
 from policies.rollout import RolloutPool, collect, collect_episodes, make_chunks, policy_bytes
-from sim2real.data.episodes import read_dataset
+from sim2real.data.episodes import OBJECT_POINTS, csv_header, read_dataset
 from sim2real.runs import RunDir, RunError, environment_info
 from sim2real.stats import success_summary
 
 ALGOS = ("dagger", "bc", "ppo", "sac")
 # Loss weights (see policies.imitation): pretraining learns where things are and what they look like
 # whatever the randomization; policy fitting keeps those objectives on as regularizers.
-PRETRAIN_WEIGHTS = {"keypoints": 1.0, "object": 1.0, "grasp": 1.0, "outcome": 0.2, "invariance": 0.2}
-POLICY_WEIGHTS = {"action": 1.0, "grasp": 2.0, "keypoints": 0.5, "object": 0.3, "outcome": 0.05, "invariance": 0.05}
+PRETRAIN_WEIGHTS = {"keypoints": 1.0, "objects": 1.0, "object": 1.0, "grasp": 1.0, "outcome": 0.2, "invariance": 0.2}
+POLICY_WEIGHTS = {"action": 1.0, "grasp": 2.0, "keypoints": 0.5, "objects": 0.5, "object": 0.3, "outcome": 0.05,
+                  "invariance": 0.05}
 PRESETS = ("smoke", "default", "full")
 
 
@@ -440,6 +441,11 @@ def reuse_collected(run: RunDir, cfg: TrainConfig, source: str | Path) -> list[s
         info = src.stages_done().get(stage)
         if info is None or stage in run.stages_done():
             continue
+        steps = src / "data" / stage / "steps.csv"
+        if cfg.encoder.grasp_choice == "nearest_object" and OBJECT_POINTS[0] not in csv_header(steps):
+            raise RunError(f"{steps}: recorded before every object's image point was (no {OBJECT_POINTS[0]} "
+                           "column), which the nearest-object grasp choice learns from: collect anew, or add "
+                           "--set encoder.grasp_choice=distance to train as that run did")
         shutil.copytree(src / "data" / stage, run / "data" / stage, dirs_exist_ok=True)
         run.mark_done(stage, {**info, "copied_from": str(source)})
         copied.append(stage)

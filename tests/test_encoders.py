@@ -9,6 +9,8 @@ import envs  # noqa: F401
 from envs.camera import Camera
 from policies.encoders import (
     ENCODERS,
+    GRASP_CHOICES,
+    NEAREST_MARGIN,
     PRIOR_PLANE_Z,
     STRIDE,
     Encoder,
@@ -34,9 +36,10 @@ def test_spec_validation_names_the_field():
         EncoderSpec(image_size=60)
 
 
-def test_grasp_point_prior_peaks_under_the_gripper_and_only_moves_the_grasp_map():
+@pytest.mark.parametrize("choice", GRASP_CHOICES)
+def test_grasp_point_prior_peaks_under_the_gripper_and_only_moves_the_grasp_map(choice):
     cam = Camera()
-    enc = Encoder(EncoderSpec(camera=cam.to_dict())).eval()
+    enc = Encoder(EncoderSpec(camera=cam.to_dict(), grasp_choice=choice)).eval()
     torch.nn.init.zeros_(enc.keypoint_maps.weight)
     torch.nn.init.zeros_(enc.keypoint_maps.bias)  # detector silent: only the prior shapes the map
     image = torch.rand(2, 3, 64, 64)
@@ -46,7 +49,14 @@ def test_grasp_point_prior_peaks_under_the_gripper_and_only_moves_the_grasp_map(
         _, plain = enc.encode(image)
     n = 64 // STRIDE
     for k, g in enumerate(grippers):
-        row, col = divmod(int(logits[k, 0].flatten().argmax()), n)
+        peak = int(logits[k, 0].flatten().argmax())
+        if choice == "nearest_object":
+            # Evidence the same everywhere: every cell is as likely an object, so the peak is among
+            # the cells within the margin of the one nearest the gripper (nothing can hide those).
+            d = np.linalg.norm(enc.prior.cell_xy.numpy() - g[:2], axis=1)
+            assert d[peak] <= d.min() + NEAREST_MARGIN + 1e-6
+            continue
+        row, col = divmod(peak, n)
         u, v = cam.with_image_size(64, 64).project(np.array([[g[0], g[1], PRIOR_PLANE_Z]]))[0]
         # The peak is the cell whose tray point is nearest the gripper: its centre is within a cell
         # of where the camera sees the gripper's tray point (perspective skews cells on the plane).

@@ -42,9 +42,12 @@ def test_image_points_round_trip_and_an_older_folder_gains_the_columns(tmp_path)
     root = tmp_path / "d"
     ep = make_episode(seed=2)
     ep.image_points = np.array([[0.1, 0.2, 0.3, 0.4], [np.nan, np.nan, 0.5, 0.6], [0.7, 0.8, 0.9, 1.0]], np.float32)
+    ep.object_points = np.full((3, 8), np.nan, np.float32)
+    ep.object_points[:, :4] = [[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, np.nan, np.nan], [0.7, 0.8, 0.9, 1.0]]
     EpisodeWriter(root).append(ep)
     ds = read_dataset(root)
     np.testing.assert_allclose(ds.image_points, ep.image_points, rtol=1e-5)
+    np.testing.assert_allclose(ds.object_points, ep.object_points, rtol=1e-5)
     # A folder written before the columns existed: drop them from the header and the rows.
     with open(root / "steps.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -57,8 +60,9 @@ def test_image_points_round_trip_and_an_older_folder_gains_the_columns(tmp_path)
     w = EpisodeWriter(root)  # reopened: rewritten under today's header, then appended to
     w.append(ep)
     ds = read_dataset(root)
-    assert len(ds) == 6 and np.isnan(ds.image_points[:3]).all()
+    assert len(ds) == 6 and np.isnan(ds.image_points[:3]).all() and np.isnan(ds.object_points[:3]).all()
     np.testing.assert_allclose(ds.image_points[3:], ep.image_points, rtol=1e-5)
+    np.testing.assert_allclose(ds.object_points[3:], ep.object_points, rtol=1e-5)
     np.testing.assert_allclose(ds.proprio[:3], ep.proprio, rtol=1e-5, atol=1e-5)
     with open(root / "steps.csv", newline="") as f:
         kept = [r["note"] for r in csv.DictReader(f)]

@@ -120,6 +120,90 @@ def test_keypoint_loss_is_low_only_where_the_map_peaks_at_the_target():
     assert keypoint_loss(policy, peaked([(12, 12), (1, 14)]), off) == 0.0
 
 
+def test_objects_loss_wants_evidence_at_every_object_and_reads_recorded_points(tmp_path):
+    from policies.imitation import objects_loss
+    from sim2real.data.episodes import EpisodeWriter, read_dataset
+
+    policy = GraspPolicy()
+    n, h = 2, 16
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(h), indexing="ij")
+
+    def evidence(cells):  # sigmoid logits: +8 at the given cells, -8 elsewhere
+        ev = torch.full((n, h, h), -8.0)
+        for cx, cy in cells:
+            ev[:, cy, cx] = 8.0
+        return ev
+    nan = float("nan")
+    pixels = torch.tensor([[[8.5, 20.5], [40.5, 8.5], [nan, nan], [nan, nan]]] * n)  # cells (2, 5), (10, 2)
+    both = objects_loss(policy, evidence([(2, 5), (10, 2)]), pixels)
+    one = objects_loss(policy, evidence([(2, 5)]), pixels)
+    elsewhere = objects_loss(policy, evidence([(13, 13)]), pixels)
+    assert both < one < elsewhere  # every object, not the first one only
+    # Rows without any known object point are unknown, not "empty": no loss at all.
+    assert objects_loss(policy, evidence([(13, 13)]), torch.full((n, 4, 2), nan)) == 0.0
+    # Buffer rows carry the recorded points as pixels, from an episode and from a dataset folder.
+    points = np.full((2, 8), np.nan, np.float32)
+    points[0, :4] = [0.25, 0.5, 0.75, 0.125]
+    ep = Episode(images=np.zeros((2, 64, 64, 3), np.uint8), proprio=np.zeros((2, 5), np.float32),
+                 object_points=points)
+    EpisodeWriter(tmp_path / "d").append(ep)
+    buf, mem = Buffer(), Buffer()
+    buf.add_dataset(read_dataset(tmp_path / "d"))
+    mem.add_episode(ep)
+    for b in (buf, mem):
+        got = b.arrays["object_pixels"]
+        assert got.shape == (2, 4, 2) and np.isnan(got[1]).all() and np.isnan(got[0, 2:]).all()
+        np.testing.assert_allclose(got[0, :2], [[16, 32], [48, 8]], atol=1e-3)
+
+
+def _prior_policy(choice="nearest_object"):
+    return GraspPolicy(EncoderSpec(camera=Camera().to_dict(), grasp_choice=choice), geometry=True).eval()
+
+
+def test_the_nearest_object_prior_picks_the_nearest_detection_however_far_it_is():
+    policy = _prior_policy()
+    prior = policy.encoder.prior
+    h = prior.side
+    cell_xy = prior.cell_xy.reshape(h, h, 2)
+    temperature = torch.tensor(1.0)
+    hand = torch.tensor([[0.55, 0.0, 0.2, 0.0, 0.08]])
+
+    def cell_at(x, y):  # the map cell whose tray point is nearest (x, y)
+        k = int(((prior.cell_xy - torch.tensor([x, y])) ** 2).sum(dim=1).argmin())
+        return divmod(k, h)
+
+    def peak(evidence):
+        return divmod(int(prior(evidence[None], hand, temperature).flatten().argmax()), h)
+    background = torch.full((h, h), -6.0)  # p ~ 0.0025 per cell
+    far, near = cell_at(0.55, 0.14), cell_at(0.55, -0.07)
+    ev = background.clone()
+    ev[far] = 4.0
+    ev[cell_at(0.56, 0.02)] = -2.0  # a weak spot right under the hand
+    assert peak(ev) == far  # a lone object 14 cm away is still the nearest object
+    ev[near] = 4.0
+    assert peak(ev) == near  # another one nearer takes its place
+    # The old "distance" choice: the same evidence plus a learned penalty alpha x squared distance.
+    old = _prior_policy("distance").encoder.prior
+    d2 = ((cell_xy - hand[0, :2]) ** 2).sum(dim=-1)
+    torch.testing.assert_close(old(ev[None], hand, temperature)[0, 0], ev - old.log_alpha.exp() * d2)
+
+
+def test_the_evidence_is_the_grasp_point_map_before_the_prior_and_old_specs_keep_theirs():
+    policy = _prior_policy()
+    image, proprio = torch.rand(2, 3, 64, 64), torch.tensor([[0.5, 0.1, 0.2, 0.0, 0.08]] * 2)
+    out = policy.heads(image, proprio)
+    _, raw = policy.encoder.encode(image)  # no proprio: no prior
+    torch.testing.assert_close(out["grasp_point_evidence"], raw[:, 0])
+    t = policy.encoder.keypoints.log_temperature.exp()
+    torch.testing.assert_close(out["keypoint_logits"][:, :1], policy.encoder.prior(raw[:, 0], proprio, t))
+    # An encoder saved before grasp_choice existed picked by distance, and still does.
+    saved = {k: v for k, v in _prior_policy("distance").spec.to_dict().items() if k != "grasp_choice"}
+    assert EncoderSpec.from_dict(saved).grasp_choice == "distance"
+    assert EncoderSpec().grasp_choice == "nearest_object"
+    with pytest.raises(ValueError, match="grasp_choice"):
+        EncoderSpec(grasp_choice="nearest")
+
+
 def test_keypoint_supervision_moves_the_named_maps_to_the_labels():
     """A bright square at a random place: 150 steps of the keypoint loss alone make keypoint 0 find it."""
     rng = np.random.default_rng(0)

@@ -73,6 +73,35 @@ def test_image_points_are_where_the_frames_own_camera_sees_the_grasp_and_the_han
     assert np.isfinite(r.episode.image_points[:, 2:]).mean() > 0.5
 
 
+def test_object_points_are_every_object_where_the_frames_camera_sees_it_and_the_grasp_is_one_of_them():
+    import gymnasium as gym
+
+    import envs  # noqa: F401
+    from envs.expert import ScriptedExpert, grasp_height
+    from policies.rollout import object_points
+
+    env = gym.make("PandaGrasp-v0", disable_env_checker=True, **{**ENV, "num_objects": (3, 3)})
+    env.reset(seed=5)
+    genv = env.unwrapped
+    cam = genv.params.camera
+    pts = object_points(cam, genv)
+    assert pts.shape == (8,) and np.isnan(pts[6:]).all()  # three objects of at most four
+    size = ENV["image_size"]
+    for k, name in enumerate(genv.scene.active):
+        low, high = genv.sim.aabb(name)
+        centre = np.array([(low[0] + high[0]) / 2, (low[1] + high[1]) / 2, grasp_height(low, high)])
+        expected = cam.with_image_size(size, size).project(centre[None])[0] / size
+        np.testing.assert_allclose(pts[2 * k:2 * k + 2], expected, atol=1e-5)
+    # The expert's first grasp is at one of these points (its box centre, its first height).
+    expert = ScriptedExpert(genv, plan=False)
+    expert.act()
+    grasp_uv = cam.with_image_size(size, size).project(expert.target_labels()[1][None, :3].astype(float))[0] / size
+    assert np.linalg.norm(pts[:6].reshape(3, 2) - grasp_uv, axis=1).min() < 1e-3
+    env.close()
+    (r,) = run_chunk(make_chunks(6, 1, 1, tag=3, env_kwargs=ENV, mode="views", views=3)[0])
+    assert r.episode.object_points.shape == (3, 8) and np.isfinite(r.episode.object_points[:, :2]).all()
+
+
 @pytest.mark.parametrize("near", [0.0, 1.0])
 def test_near_views_put_the_gripper_low_beside_an_object(near):
     from policies.rollout import NEAR_RADIUS, NEAR_Z

@@ -167,6 +167,23 @@ def test_data_from_copies_matching_collections_only(smoke_run, tmp_path):
     with pytest.raises(RunError, match="seed=0"):
         reuse_collected(run2, other, src)
     assert not (run2 / "data" / "expert").exists()
+    # Data collected before every object's image point was recorded cannot teach the nearest-object
+    # choice: refused with the way out; the "distance" choice (what such runs trained) takes it.
+    import shutil
+
+    old_src = tmp_path / "old-src"
+    shutil.copytree(src, old_src)
+    for stage in ("expert", "views"):
+        path = old_src / "data" / stage / "steps.csv"
+        rows = path.read_text().splitlines()
+        keep = [i for i, c in enumerate(rows[0].split(",")) if not c.startswith("uv_obj")]
+        path.write_text("\n".join(",".join(r.split(",")[i] for i in keep) for r in rows) + "\n")
+    _, run3 = start_run(cfg, tmp_path / "from-old")
+    with pytest.raises(RunError, match="grasp_choice=distance"):
+        reuse_collected(run3, cfg, old_src)
+    legacy = apply_overrides(cfg, ["encoder.grasp_choice=distance"])
+    _, run4 = start_run(legacy, tmp_path / "legacy")
+    assert reuse_collected(run4, legacy, old_src) == ["expert", "views"]
 
 
 def test_ppo_stage_warm_starts_from_dagger_and_lands_in_policy_pt(tmp_path):

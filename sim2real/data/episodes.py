@@ -60,8 +60,10 @@ EXPERT = ("e_dx", "e_dy", "e_dz", "e_dyaw", "e_grip")
 OBJECT = ("obj_x", "obj_y", "obj_z", "obj_yaw")
 GRASP = ("grasp_x", "grasp_y", "grasp_z", "grasp_yaw")
 IMAGE_POINTS = ("uv_grasp_u", "uv_grasp_v", "uv_ee_u", "uv_ee_v")
+MAX_OBJECT_POINTS = 4  # the most objects a scene holds (EnvConfig.num_objects)
+OBJECT_POINTS = tuple(f"uv_obj{k}_{c}" for k in range(1, MAX_OBJECT_POINTS + 1) for c in "uv")
 STEP_COLUMNS = ("episode", "step", "image", "image_alt", *PROPRIO, *ACTION, *EXPERT, *OBJECT, *GRASP,
-                *IMAGE_POINTS, "success")
+                *IMAGE_POINTS, *OBJECT_POINTS, "success")
 EPISODE_COLUMNS = ("episode", "steps", "success", "source", "seed", "objects")
 
 UNITS = {
@@ -70,12 +72,14 @@ UNITS = {
     "object": "target object position, m, and yaw, rad, base frame",
     "grasp": "grasp point, m, and gripper yaw, rad, base frame",
     "image_points": "grasp point and end effector in this image, fractions of width and height (u right, v down)",
+    "object_points": "every object on the tray (the centre of its box at the height the expert grasps it) in this "
+                     "image, as image_points; empty = no such object or out of view",
 }
 
 ACTION_GROUPS = ("action", "expert_action")  # in [-1, 1] by the env's action contract
 # Groups of columns that load as one (N, k) float32 array.
 GROUPS = {"proprio": PROPRIO, "action": ACTION, "expert_action": EXPERT, "object": OBJECT, "grasp": GRASP,
-          "image_points": IMAGE_POINTS}
+          "image_points": IMAGE_POINTS, "object_points": OBJECT_POINTS}
 
 
 class DatasetError(ValueError):
@@ -97,6 +101,7 @@ class Episode:
     object: np.ndarray | None = None
     grasp: np.ndarray | None = None
     image_points: np.ndarray | None = None
+    object_points: np.ndarray | None = None
     images_alt: np.ndarray | None = None
     has_alt: np.ndarray | None = None
     success: bool | None = None
@@ -108,7 +113,8 @@ class Episode:
         return len(self.images)
 
 
-def _header(path: Path) -> list[str]:
+def csv_header(path: Path) -> list[str]:
+    """The column names of a CSV file (empty for an empty file)."""
     with open(path, newline="") as f:
         return next(csv.reader(f), [])
 
@@ -149,7 +155,7 @@ class EpisodeWriter:
                 with open(self.root / "episodes.csv", "w", newline="") as f:
                     csv.writer(f).writerow(EPISODE_COLUMNS)
             return
-        if tuple(_header(self.root / "steps.csv")[:len(STEP_COLUMNS)]) != STEP_COLUMNS:
+        if tuple(csv_header(self.root / "steps.csv")[:len(STEP_COLUMNS)]) != STEP_COLUMNS:
             # A folder written before a column was added: rewrite it under today's header (the
             # new cells empty) so appended rows line up.
             self._rewrite("steps.csv", STEP_COLUMNS, _read_csv(self.root / "steps.csv"))
@@ -159,7 +165,7 @@ class EpisodeWriter:
         """Atomically rewrite a CSV with ``columns`` first; columns of the file's own that are not
         among them are kept after them (nothing already there is lost)."""
         path = self.root / name
-        extra = [c for c in _header(path) if c not in columns]
+        extra = [c for c in csv_header(path) if c not in columns]
         tmp = path.with_suffix(".csv.tmp")
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, [*columns, *extra])
@@ -225,6 +231,7 @@ class Dataset:
     object: np.ndarray
     grasp: np.ndarray
     image_points: np.ndarray
+    object_points: np.ndarray
     success: np.ndarray
     images_alt: np.ndarray
     has_alt: np.ndarray

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from envs.config import check_int
 from policies.encoders import images_to_tensor
-from policies.imitation import GRASP_HUBER_BETA, FitConfig, keypoint_pixels, losses, make_batch
+from policies.imitation import GRASP_HUBER_BETA, FitConfig, keypoint_pixels, losses, make_batch, object_pixels
 from policies.policy import GRASP_SCALE, GraspPolicy, grasp_targets
 from sim2real.data.episodes import Dataset, DatasetError
 from sim2real.transfer.strategies import (
@@ -135,7 +135,8 @@ def to_arrays(ds: Dataset, image_size: int, camera: dict | None) -> dict[str, np
     expert = ds.expert_action
     return {"images": images, "proprio": ds.proprio, "expert_action": expert,
             "object": np.full((len(ds), 4), np.nan, np.float32), "grasp": grasp, "success": ds.success,
-            "has_alt": np.zeros(len(ds), bool), "keypoints": keypoint_pixels(camera, image_size, grasp, ds.proprio)}
+            "has_alt": np.zeros(len(ds), bool), "keypoints": keypoint_pixels(camera, image_size, grasp, ds.proprio),
+            "object_pixels": object_pixels(ds.object_points, images)}
 
 
 def split_real(ds: Dataset, image_size: int, camera: dict | None, val_fraction: float, seed: int,
