@@ -112,19 +112,18 @@ def dataset_keypoints(ds) -> np.ndarray:
 
 
 def recorded_pixels(image_points: np.ndarray, images: np.ndarray) -> np.ndarray:
-    """Recorded image points (N, 4: fractions u, v of grasp point and end effector) -> pixels
-    (N, 2, 2) of ``images`` (N, H, W, 3): u scales by the width, v by the height."""
+    """Recorded image points (N, 2K: fractions u, v per point, e.g. the grasp point and the end
+    effector) -> pixels (N, K, 2) of ``images`` (N, H, W, 3): u scales by the width, v by the height."""
     height, width = images.shape[1:3]
-    return np.asarray(image_points, np.float32).reshape(-1, 2, 2) * np.array([width, height], np.float32)
+    return np.asarray(image_points, np.float32).reshape(len(images), -1, 2) * np.array([width, height], np.float32)
 
 
 def object_pixels(object_points: np.ndarray | None, images: np.ndarray) -> np.ndarray:
     """Recorded object points (N, 2 x K fractions, or None) -> pixels (N, K, 2) of ``images``
     (NaN where unknown)."""
-    height, width = images.shape[1:3]
     if object_points is None:
         return np.full((len(images), MAX_OBJECT_POINTS, 2), np.nan, np.float32)
-    return np.asarray(object_points, np.float32).reshape(len(images), -1, 2) * np.array([width, height], np.float32)
+    return recorded_pixels(object_points, images)
 
 
 class Buffer:
