@@ -202,11 +202,15 @@ def object_points(camera, genv) -> np.ndarray:
     object as fractions of the image (``image_points``), NaN for a missing, fallen or unseen one.
     Each object's point is the centre of its bounding box at the height the expert would grasp
     it (``grasp_height``): targets for a detector of *all* graspable objects, where the grasp
-    point names only the expert's choice."""
+    point names only the expert's choice. A scene with more objects than the format's columns
+    (``num_objects`` above MAX_OBJECT_POINTS) is recorded as all unknown: listing only some would
+    teach the detector that the others are background."""
     from envs.expert import grasp_height
 
     points: list = [None] * MAX_OBJECT_POINTS
-    for k, name in enumerate(genv.scene.active[:MAX_OBJECT_POINTS]):
+    if len(genv.scene.active) > MAX_OBJECT_POINTS:
+        return _image_fractions(camera, points)
+    for k, name in enumerate(genv.scene.active):
         low, high = genv.sim.aabb(name)
         if high[2] >= 0:  # (not fallen off the table)
             points[k] = np.array([0.5 * (low[0] + high[0]), 0.5 * (low[1] + high[1]), grasp_height(low, high)])

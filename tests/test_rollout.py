@@ -98,6 +98,12 @@ def test_object_points_are_every_object_where_the_frames_camera_sees_it_and_the_
     grasp_uv = cam.with_image_size(size, size).project(expert.target_labels()[1][None, :3].astype(float))[0] / size
     assert np.linalg.norm(pts[:6].reshape(3, 2) - grasp_uv, axis=1).min() < 1e-3
     env.close()
+    # More objects than the format has columns for: all unknown, none called background.
+    crowded = gym.make("PandaGrasp-v0", disable_env_checker=True, **{**ENV, "num_objects": (5, 5)})
+    crowded.reset(seed=5)
+    assert len(crowded.unwrapped.scene.active) == 5
+    assert np.isnan(object_points(crowded.unwrapped.params.camera, crowded.unwrapped)).all()
+    crowded.close()
     (r,) = run_chunk(make_chunks(6, 1, 1, tag=3, env_kwargs=ENV, mode="views", views=3)[0])
     assert r.episode.object_points.shape == (3, 8) and np.isfinite(r.episode.object_points[:, :2]).all()
 
