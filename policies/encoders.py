@@ -184,12 +184,26 @@ class GraspPointPrior(nn.Module):
         d2 = ((self.cell_xy[None] - proprio[:, None, :2]) ** 2).sum(dim=-1)  # (N, n*n), m^2
         if self.choice == "distance":
             return evidence[:, None] - (self.log_alpha.exp() * d2).reshape(-1, 1, self.side, self.side)
-        d = d2.sqrt()
-        nearer = (d[:, None, :] < d[:, :, None] - NEAREST_MARGIN).to(evidence.dtype)  # (N, i, j): j nearer than i
         e = evidence.flatten(1)
-        log_nearest = F.logsigmoid(e) + torch.bmm(nearer, F.logsigmoid(-e)[..., None])[..., 0]
+        log_nearest = F.logsigmoid(e) + self.shadow(d2.sqrt(), F.logsigmoid(-e))
         # Times the temperature, which the map's softmax divides by: it is then the distribution itself.
         return (temperature * log_nearest).reshape(-1, 1, self.side, self.side)
+
+    @staticmethod
+    def shadow(d: torch.Tensor, log_miss: torch.Tensor) -> torch.Tensor:
+        """Per cell i, the sum of ``log_miss`` (N, M) over the cells j with d_j < d_i - margin
+        (``d`` (N, M): each cell's distance to the gripper, m).
+
+        Sorted by distance, that is a prefix sum read where ``searchsorted`` puts d_i - margin:
+        O(M log M) per row. The pairwise (N, M, M) "nearer than" matrix this replaced made fitting
+        about 40 % slower. ONNX has no searchsorted, so the export (batch 1, where M x M is cheap)
+        keeps the matrix; ``tests/test_encoders.py`` checks that the two agree."""
+        if torch.onnx.is_in_onnx_export():
+            nearer = (d[:, None, :] < d[:, :, None] - NEAREST_MARGIN).to(log_miss.dtype)  # (N, i, j): j nearer than i
+            return torch.bmm(nearer, log_miss[..., None])[..., 0]
+        d_sorted, order = d.sort(dim=1)
+        prefix = F.pad(log_miss.gather(1, order).cumsum(dim=1), (1, 0))  # prefix[k]: the k nearest cells
+        return prefix.gather(1, torch.searchsorted(d_sorted, (d - NEAREST_MARGIN).contiguous()))
 
 
 NEAREST_MARGIN = 0.03  # m: cells nearer the gripper by less than this do not hide a cell (about an object's radius)

@@ -69,6 +69,27 @@ def test_grasp_point_prior_peaks_under_the_gripper_and_only_moves_the_grasp_map(
         assert torch.equal(bare(image, torch.as_tensor(grippers)), bare(image))
 
 
+def test_nearest_object_shadow_matches_the_pairwise_definition():
+    """The prefix-sum shadow (training) equals the pairwise sum it replaced (kept for ONNX export),
+    values and gradients, including ties and cells exactly a margin apart."""
+    from policies.encoders import GraspPointPrior
+
+    gen = torch.Generator().manual_seed(0)
+    d = torch.rand(5, 256, generator=gen, dtype=torch.float64) * 0.3
+    d[0, :10] = 0.0  # ties, and the nearest cells
+    d[1, 1] = d[1, 0] + NEAREST_MARGIN  # exactly a margin apart: not nearer
+    log_miss = (-torch.rand(5, 256, generator=gen, dtype=torch.float64) * 5).requires_grad_()
+    got = GraspPointPrior.shadow(d, log_miss)
+    nearer = (d[:, None, :] < d[:, :, None] - NEAREST_MARGIN).to(log_miss.dtype)
+    want = (nearer * log_miss[:, None, :]).sum(dim=-1)
+    assert torch.allclose(got, want, atol=1e-10)
+    w = torch.rand(5, 256, generator=gen, dtype=torch.float64)
+    (g_got,) = torch.autograd.grad((got * w).sum(), log_miss)
+    (g_want,) = torch.autograd.grad((want * w).sum(), log_miss)
+    assert torch.allclose(g_got, g_want, atol=1e-10)
+    assert got[0, :10].eq(0).all()  # the ten nearest cells (tied) hide nothing from each other
+
+
 def test_spec_rejects_a_camera_it_cannot_read():
     with pytest.raises(ValueError, match="encoder camera"):
         EncoderSpec(camera={"position": [0, 0, 1]})
