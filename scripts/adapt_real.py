@@ -10,8 +10,9 @@ Formats (detected from marker files, --format overrides): native episode folder 
 LeRobot v2.1/v3 (meta/info.json), rosbag2 (metadata.yaml, .db3, .mcap) and ROS 1 (.bag).
 Every strategy (zero-shot, probe, partial, full, gradual, l2sp, adabn, dann, coral, scratch) is
 trained on the same labelled rows and compared on a held-out split of episodes; --strategy auto picks
-the best there. With a --camera-info that disagrees with the run's camera, the policy is first
-fine-tuned in simulation seen through the real calibration (no real labels needed).
+the best there, if it beats zero-shot by more than the split's noise (else zero-shot). With a
+--camera-info that disagrees with the run's camera, the policy is first fine-tuned in simulation
+seen through the real calibration (no real labels needed).
 The adapted run directory (default <run>-adapted) holds policy.pt, encoder.pt, the
 exported policy.onnx + policy.json, config.json, metrics.json, report.md and report.png, and works
 with scripts/evaluate.py.

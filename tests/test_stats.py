@@ -1,6 +1,7 @@
+import numpy as np
 import pytest
 
-from sim2real.stats import success_summary, wilson_interval
+from sim2real.stats import paired_gain_interval, success_summary, wilson_interval
 
 
 def test_wilson_interval_contains_the_rate_and_narrows_with_more_trials():
@@ -23,3 +24,18 @@ def test_edges_and_bad_input():
     with pytest.raises(ValueError, match="successes"):
         wilson_interval(6, 5)
     assert success_summary(3, 4)["episodes"] == 4
+
+
+def test_paired_gain_interval_resamples_whole_groups():
+    groups = np.repeat([0, 1, 2, 3], 5)
+    base = np.full(20, 0.3)
+    # The same gain in every group: no spread, whatever is resampled.
+    assert paired_gain_interval(base, base - 0.05, groups) == pytest.approx((0.05, 0.05))
+    # One group carries the whole gain, the others lose a little: the interval straddles zero.
+    lo, hi = paired_gain_interval(base, base + np.repeat([-0.3, 0.04, 0.04, -0.01], 5), groups)
+    assert lo < 0 < hi
+    # Within-group noise does not count as evidence: rows of one group move together when resampled.
+    noisy = base - 0.05 + np.tile([0.2, -0.2, 0.1, -0.1, 0.0], 4)
+    assert paired_gain_interval(base, noisy, groups) == pytest.approx((0.05, 0.05))
+    with pytest.raises(ValueError, match="equally long"):
+        paired_gain_interval(base, base[:3], groups)

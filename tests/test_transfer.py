@@ -396,12 +396,14 @@ def test_evaluate_offline_changes_with_the_policy(sim_policy, real, trained):
         assert all(math.isfinite(m[k]) for k in ("grasp_loss", "xy_err_cm", "xy_err_cm_mean", "yaw_err_deg"))
     assert base["grasp_loss"] != probe["grasp_loss"] and base["xy_err_cm"] != probe["xy_err_cm"]
     assert evaluate_offline(sim_policy, real.arrays, np.array([], dtype=int)) == {"rows": 0}
+    rows = evaluate_offline(sim_policy, real.arrays, real.val, per_row=True)["row_loss"]
+    assert len(rows) == len(real.val) and np.mean(rows) == pytest.approx(base["grasp_loss"], rel=1e-5)
 
 
 def test_choice_and_negative_transfer_warnings():
     results = {name: {"val": {"rows": 10, "grasp_loss": loss}}
                for name, loss in (("zero_shot", 0.5), ("probe", 0.3), ("full", 0.35), ("scratch", 0.32))}
-    assert choose(results) == "probe"
+    assert choose(results) == ("probe", "lowest held-out grasp loss")
     assert negative_transfer(results, "probe") == []
     warnings = negative_transfer(results, "full")
     assert len(warnings) == 1 and "NEGATIVE TRANSFER" in warnings[0] and "scratch" in warnings[0]
@@ -410,9 +412,31 @@ def test_choice_and_negative_transfer_warnings():
     assert negative_transfer(results, "scratch") == []
 
 
+def test_auto_replaces_zero_shot_only_beyond_the_noise_of_the_held_out_episodes():
+    groups = np.repeat([0, 1, 2, 3], 5)
+    zero = np.full(20, 0.30)
+
+    def results(other):
+        return {"zero_shot": {"val": {"rows": 20, "grasp_loss": float(zero.mean()), "row_loss": zero.tolist()}},
+                "adabn": {"val": {"rows": 20, "grasp_loss": float(np.mean(other)), "row_loss": list(other)}}}
+
+    # Better in every episode: chosen, with the interval in the reason.
+    steady = zero - 0.05
+    chosen, why = choose(results(steady), groups)
+    assert chosen == "adabn" and "interval over 4 held-out episodes" in why
+    # Lower on average, but only thanks to one episode (two are worse): zero-shot kept.
+    mixed = zero + np.repeat([-0.30, 0.04, 0.04, -0.01], 5)
+    assert mixed.mean() < zero.mean()
+    chosen, why = choose(results(mixed), groups)
+    assert chosen == "zero_shot" and "within the split's noise" in why
+    # One held-out episode cannot tell: zero-shot kept; without groups, the plain lowest loss.
+    assert choose(results(steady), np.zeros(20))[0] == "zero_shot"
+    assert choose(results(mixed))[0] == "adabn"
+
+
 def test_without_labelled_held_out_rows_the_unsupervised_default_is_chosen():
     unscored = {name: {"val": {"rows": 0}} for name in ("zero_shot", "adabn", "dann")}
-    assert choose(unscored) == "adabn"
+    assert choose(unscored)[0] == "adabn"
     assert negative_transfer(unscored, "adabn") == []
 
 

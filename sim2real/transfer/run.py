@@ -125,8 +125,8 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
     cfg_compare = AdaptConfig(**{**cfg.to_dict(), "compare": tuple(compare)})
     log(f"adapting with {len(compare)} strategies, {cfg.steps} steps each")
     results, policies = compare_strategies(sim_policy, real, cfg_compare, source, log)
-    chosen = choose(results) if cfg.strategy == "auto" else cfg.strategy
-    choice = "lowest held-out grasp loss" if cfg.strategy == "auto" else "--strategy"
+    chosen, choice = (choose(results, real.episode[real.val], cfg.seed) if cfg.strategy == "auto"
+                      else (cfg.strategy, "--strategy"))
     log(f"chosen: {chosen} ({choice})")
     warnings = negative_transfer(results, chosen)
     if unsupervised:
