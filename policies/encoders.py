@@ -195,9 +195,10 @@ class GraspPointPrior(nn.Module):
         (``d`` (N, M): each cell's distance to the gripper, m).
 
         Sorted by distance, that is a prefix sum read where ``searchsorted`` puts d_i - margin:
-        O(M log M) per row. The pairwise (N, M, M) "nearer than" matrix this replaced made fitting
-        about 40 % slower. ONNX has no searchsorted, so the export (batch 1, where M x M is cheap)
-        keeps the matrix; ``tests/test_encoders.py`` checks that the two agree."""
+        O(M log M) per row: 2.5-4 ms forward and backward for a batch of 128 against 26 ms for the
+        pairwise (N, M, M) "nearer than" matrix it replaced. ONNX has no searchsorted, so the export
+        (batch 1, where M x M is cheap) keeps the matrix; ``tests/test_encoders.py`` checks that the
+        two agree."""
         if torch.onnx.is_in_onnx_export():
             nearer = (d[:, None, :] < d[:, :, None] - NEAREST_MARGIN).to(log_miss.dtype)  # (N, i, j): j nearer than i
             return torch.bmm(nearer, log_miss[..., None])[..., 0]

@@ -335,8 +335,9 @@ def choose(results: dict[str, dict], groups: np.ndarray | None = None, seed: int
     loss difference, resampling held-out episodes, must exclude zero (``sim2real.stats.paired_gain_interval``).
     Why: a few held-out episodes decide the offline ranking, and it does not predict the closed
     loop. On the seed-0 default in the proxy-real domain the split preferred AdaBN (loss 0.245
-    against 0.280, interval -0.047 to 0.077 over 4 episodes), which grasped 39.5 % against the
-    zero-shot policy's 59.5 % (README, "Results in the proxy-real domain").
+    against 0.280, interval -0.047 to 0.077 over 4 episodes), which grasped 39.5 % against
+    59.5 % for zero-shot (there: the policy fine-tuned in simulation through the real calibration;
+    README, "Results in the proxy-real domain").
     Without labelled held-out rows, ``UNSUPERVISED_DEFAULT``."""
     scored = [n for n in results if results[n]["val"].get("rows")]
     if not scored:
