@@ -204,7 +204,7 @@ def losses(policy: GraspPolicy, batch: dict[str, torch.Tensor], weights: dict[st
     prior = policy.encoder.prior
     if weights.get("objects", 0) > 0 and prior is not None and prior.choice == "nearest_object":
         # (Only there is the evidence a per-cell detector; under "distance" it is a softmax's logits.)
-        result["objects"] = objects_loss(policy, out["grasp_point_evidence"], batch["object_pixels"])
+        result["objects"] = objects_loss(out["grasp_point_evidence"], batch["object_pixels"])
     if weights.get("outcome", 0) > 0:
         s = batch["success"]
         has = torch.isfinite(s)
@@ -261,7 +261,7 @@ def keypoint_loss(policy: GraspPolicy, logits: torch.Tensor, pixels: torch.Tenso
     return _masked_mean(ce, valid)
 
 
-def objects_loss(policy: GraspPolicy, evidence: torch.Tensor, pixels: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+def objects_loss(evidence: torch.Tensor, pixels: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     """Binary cross-entropy of the grasp-point map's evidence (N, h, w: its logits before the
     prior, a sigmoid per cell) against "an object is here": 1 at the cell of *every* object's point
     (``pixels`` (N, K, 2), NaN = none), falling off as a Gaussian of ``sigma`` cells, 0 elsewhere.

@@ -124,9 +124,7 @@ def test_objects_loss_wants_evidence_at_every_object_and_reads_recorded_points(t
     from policies.imitation import objects_loss
     from sim2real.data.episodes import EpisodeWriter, read_dataset
 
-    policy = GraspPolicy()
     n, h = 2, 16
-    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(h), indexing="ij")
 
     def evidence(cells):  # sigmoid logits: +8 at the given cells, -8 elsewhere
         ev = torch.full((n, h, h), -8.0)
@@ -135,12 +133,12 @@ def test_objects_loss_wants_evidence_at_every_object_and_reads_recorded_points(t
         return ev
     nan = float("nan")
     pixels = torch.tensor([[[8.5, 20.5], [40.5, 8.5], [nan, nan], [nan, nan]]] * n)  # cells (2, 5), (10, 2)
-    both = objects_loss(policy, evidence([(2, 5), (10, 2)]), pixels)
-    one = objects_loss(policy, evidence([(2, 5)]), pixels)
-    elsewhere = objects_loss(policy, evidence([(13, 13)]), pixels)
+    both = objects_loss(evidence([(2, 5), (10, 2)]), pixels)
+    one = objects_loss(evidence([(2, 5)]), pixels)
+    elsewhere = objects_loss(evidence([(13, 13)]), pixels)
     assert both < one < elsewhere  # every object, not the first one only
     # Rows without any known object point are unknown, not "empty": no loss at all.
-    assert objects_loss(policy, evidence([(13, 13)]), torch.full((n, 4, 2), nan)) == 0.0
+    assert objects_loss(evidence([(13, 13)]), torch.full((n, 4, 2), nan)) == 0.0
     # Buffer rows carry the recorded points as pixels, from an episode and from a dataset folder.
     points = np.full((2, 8), np.nan, np.float32)
     points[0, :4] = [0.25, 0.5, 0.75, 0.125]
