@@ -28,9 +28,12 @@ def check_int(path: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
-def _check_number(path: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{path}: must be a finite number, got {value!r}")
+def _check_number(path: str, value: Any, positive: bool = False) -> float:
+    """``value`` as a float if it is a finite number (not a bool), and > 0 when ``positive``;
+    else ValueError naming ``path``."""
+    if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+            or (positive and value <= 0)):
+        raise ValueError(f"{path}: must be a {'positive' if positive else 'finite'} number, got {value!r}")
     return float(value)
 
 
@@ -295,9 +298,7 @@ class EnvConfig:
         for name in ("image_size", "max_episode_steps", "object_pool", "world_refresh"):
             check_int(name, getattr(self, name))
         for name in ("control_hz", "sim_hz", "max_translation", "max_rotation", "lift_height"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name}: must be a positive number, got {value!r}")
+            _check_number(name, getattr(self, name), positive=True)
         if self.sim_hz % self.control_hz:
             raise ValueError(f"control_hz: sim_hz={self.sim_hz} must be a multiple of "
                              f"control_hz={self.control_hz}")

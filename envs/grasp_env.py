@@ -76,6 +76,8 @@ class GraspEnv(gym.Env):
         self.render_size = render_size
         if isinstance(camera, str) or hasattr(camera, "__fspath__"):
             camera = Camera.from_camera_info(camera)
+        elif isinstance(camera, dict):  # Camera.to_dict(), as a policy's spec states its camera
+            camera = Camera.from_dict(camera)
         self.base_camera = camera or Camera()
         self.robot_visual = robot_visual
         self.metadata = {**self.metadata, "render_fps": self.config.control_hz}

@@ -382,8 +382,14 @@ def evaluate_run(run_dir: str | Path, episodes: int = 200, train_episodes: int |
     if config is None:
         raise RunError(f"{run_dir}: no config.json (not a run directory)")
     policy = GraspPolicy.load(run / "policy.pt")
+    train = config["train"]
+    if domain == "sim" and (config.get("adapt") or {}).get("sim_tuned") and policy.spec.camera:
+        # Fine-tuned in simulation for the real camera's calibration (sim2real.transfer.simtune): its
+        # geometry is that camera's, so simulation shows it through that camera. (The proxy-real rig
+        # stays defined relative to the training camera, which it is mounted off.)
+        train = {**train, "camera": policy.spec.camera}
     with RolloutPool(workers) as pool:
-        return evaluate_policy(policy, config["train"], pool, episodes,
+        return evaluate_policy(policy, train, pool, episodes,
                                episodes if train_episodes is None else train_episodes, seed=seed, domain=domain,
                                proxy_without=proxy_without)
 

@@ -5,7 +5,10 @@ randomization preset, on held-out objects and on training objects, with 95% inte
     python scripts/evaluate.py runs/adapted --domain proxy_real     # in the proxy-real target domain
     python scripts/evaluate.py RUN --domain proxy_real --proxy-without camera   # less the rig's mount error
 
-Works on sim runs and on adapted runs (``scripts/adapt_real.py``) alike.
+Works on sim runs and on adapted runs (``scripts/adapt_real.py``) alike. An adapted run that was
+fine-tuned in simulation for a calibrated camera (``--camera-info``) is evaluated in simulation through
+that calibration, the camera its geometry assumes; in the proxy-real domain the rig stays mounted off
+the training camera, as it was recorded.
 Writes ``<run>/eval-<episodes>ep-seed<seed>[-<domain>][-without-<parts>].json`` (``metrics.json`` is left
 as training wrote it).
 """
@@ -51,12 +54,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.run}: not a finished run directory (needs config.json and policy.pt)", file=sys.stderr)
         return 2
 
-    config = json.loads((args.run / "config.json").read_text())
-    if args.domain == "sim" and config.get("adapt", {}).get("sim_tuned"):
-        where = config["adapt"].get("camera", {}).get("position")
-        print(f"WARNING: {args.run} was fine-tuned for another camera (at {where} m); evaluation in sim "
-              "renders through the run's training camera, which this policy no longer assumes (in the "
-              "proxy-real domain the rig is defined relative to it: --domain proxy_real)", file=sys.stderr)
     from policies.train import evaluate_run
     from sim2real.runs import RunError, atomic_write_json
 
@@ -69,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     suffix = ("" if args.domain == "sim" else f"-{args.domain}") + ("-without-" + "-".join(without) if without else "")
     out = args.run / f"eval-{args.episodes}ep-seed{args.seed}{suffix}.json"
     atomic_write_json(out, metrics)
+    camera = metrics["eval_protocol"]["camera"]
+    if isinstance(camera, dict):  # an adapted run fine-tuned in simulation for a calibrated camera
+        print(f"in simulation through the calibration it was fine-tuned for (camera at {camera['position']} m)")
     for name, m in metrics["eval"].items():
         print(f"{name}: {m['success_rate']:.1%} over {m['episodes']} episodes "
               f"(95% CI {m['ci95'][0]:.1%}-{m['ci95'][1]:.1%})")

@@ -214,6 +214,9 @@ def test_training_and_heldout_objects_are_used(make):
     ({"reward": "shaped"}, ValueError, ["reward", "shaped"]),
     ({"renderer": "vulkan"}, ValueError, ["renderer", "vulkan"]),
     ({"control_hz": 7.0}, ValueError, ["control_hz", "7"]),
+    ({"lift_height": 0.0}, ValueError, ["lift_height", "positive", "0.0"]),
+    ({"max_translation": float("nan")}, ValueError, ["max_translation", "positive", "nan"]),
+    ({"sim_hz": True}, ValueError, ["sim_hz", "positive", "True"]),
     ({"camera": "/nonexistent/cam.yaml"}, FileNotFoundError, ["/nonexistent/cam.yaml"]),
 ])
 def test_bad_config_raises_naming_field_and_value(kwargs, exc, words):

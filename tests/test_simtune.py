@@ -114,3 +114,26 @@ def test_adapt_run_sim_tunes_for_a_disagreeing_calibration(fake_run, real_datase
     assert summary["sim_tune"] is None and "differs" in summary["camera_check"]
     assert GraspPolicy.load(tmp_path / "untuned" / "policy.pt").spec.camera == Camera().to_dict()
     assert json.loads((tmp_path / "untuned" / "config.json").read_text())["adapt"]["sim_tuned"] is False
+
+
+def test_a_sim_tuned_run_is_evaluated_in_sim_through_its_calibration(fake_run, real_dataset, moved_yaml, tmp_path,
+                                                                    monkeypatch):
+    """Its geometry is the calibration's, so simulation renders through that camera; the proxy-real
+    rig stays mounted off the training camera, and an untuned run keeps the training camera."""
+    import sim2real.transfer.simtune as simtune
+    from policies.train import evaluate_run
+    from sim2real.transfer.adapt import AdaptConfig
+    from sim2real.transfer.run import adapt_run
+
+    monkeypatch.setattr(simtune, "SimTuneConfig", lambda seed=0: SimTuneConfig(**TINY, seed=seed))
+    cfg = AdaptConfig(strategy="zero_shot", compare=("zero_shot",), steps=2, batch=8, budgets=())
+    adapt_run(fake_run, real_dataset, tmp_path / "tuned", cfg, camera_info=moved_yaml, log=lambda _m: None)
+    sim = evaluate_run(tmp_path / "tuned", episodes=1, train_episodes=0, workers=1)
+    assert sim["eval_protocol"]["camera"] == Camera.from_camera_info(moved_yaml).to_dict()
+    assert sim["eval"]["heldout_objects"]["episodes"] == 1
+    proxy = evaluate_run(tmp_path / "tuned", episodes=1, train_episodes=0, workers=1, domain="proxy_real")
+    assert proxy["eval_protocol"]["camera"] == "default"
+    untuned = AdaptConfig(**{**cfg.to_dict(), "sim_tune": False})
+    adapt_run(fake_run, real_dataset, tmp_path / "untuned", untuned, camera_info=moved_yaml, log=lambda _m: None)
+    assert evaluate_run(tmp_path / "untuned", episodes=1, train_episodes=0, workers=1)["eval_protocol"]["camera"] \
+        == "default"
