@@ -201,6 +201,18 @@ class TrainConfig:
         return kw
 
 
+def run_settings(config: dict, domain: str = "sim") -> dict:
+    """A run directory's ``config.json`` -> the training settings its evaluation in ``domain`` uses
+    (``eval_env_kwargs``). A run fine-tuned in simulation for a calibrated camera
+    (``sim2real.transfer.simtune``; ``adapt.sim_tuned``) has that camera's geometry, so simulation
+    shows it through that calibration (``adapt.camera``); the proxy-real rig stays mounted off the
+    training camera, as it was when the data was recorded."""
+    train, adapt = config["train"], config.get("adapt") or {}
+    if domain == "sim" and adapt.get("sim_tuned") and adapt.get("camera"):
+        return {**train, "camera": adapt["camera"]}
+    return train
+
+
 def eval_env_kwargs(run_config: dict, objects: str, domain: str = "sim",
                     proxy_without: tuple[str, ...] = ()) -> dict:
     """Evaluation is from pixels under the *full* preset (unless a diagnostic run asked otherwise),
@@ -382,14 +394,8 @@ def evaluate_run(run_dir: str | Path, episodes: int = 200, train_episodes: int |
     if config is None:
         raise RunError(f"{run_dir}: no config.json (not a run directory)")
     policy = GraspPolicy.load(run / "policy.pt")
-    train = config["train"]
-    if domain == "sim" and (config.get("adapt") or {}).get("sim_tuned") and policy.spec.camera:
-        # Fine-tuned in simulation for the real camera's calibration (sim2real.transfer.simtune): its
-        # geometry is that camera's, so simulation shows it through that camera. (The proxy-real rig
-        # stays defined relative to the training camera, which it is mounted off.)
-        train = {**train, "camera": policy.spec.camera}
     with RolloutPool(workers) as pool:
-        return evaluate_policy(policy, train, pool, episodes,
+        return evaluate_policy(policy, run_settings(config, domain), pool, episodes,
                                episodes if train_episodes is None else train_episodes, seed=seed, domain=domain,
                                proxy_without=proxy_without)
 

@@ -36,13 +36,13 @@ def _init(run: str, law: str, objects: str, domain: str) -> None:
     import envs  # noqa: F401  (registers the env ids)
     from envs.expert import ScriptedExpert
     from policies.policy import GraspPolicy, ServoLaw
-    from policies.train import eval_env_kwargs
+    from policies.train import eval_env_kwargs, run_settings
 
     torch.set_num_threads(1)
     policy = GraspPolicy.load(Path(run) / "policy.pt")
     if law == "expert":
         policy.servo = ServoLaw.expert()
-    config = json.loads((Path(run) / "config.json").read_text())["train"]
+    config = run_settings(json.loads((Path(run) / "config.json").read_text()), domain)
     kwargs = eval_env_kwargs(config, objects, domain)
     kwargs["image_size"] = policy.spec.image_size
     env = gym.make("PandaGrasp-v0", disable_env_checker=True, **kwargs)

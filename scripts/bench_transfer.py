@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from policies.policy import GraspPolicy
     from policies.rollout import RolloutPool
-    from policies.train import evaluate_policy
+    from policies.train import evaluate_policy, run_settings
     from sim2real.data.formats import load_real
     from sim2real.data.record import record_proxy_real
     from sim2real.runs import RunDir
@@ -75,10 +75,11 @@ def main(argv: list[str] | None = None) -> int:
            "record_and_adapt_s": adapt_s, "strategies": {}}
     with RolloutPool(args.workers) as pool:
         for name, policy in policies.items():
-            m = evaluate_policy(policy, train_cfg, pool, args.episodes, 0, seed=1000, domain="proxy_real")
+            m = evaluate_policy(policy, run_settings(config, "proxy_real"), pool, args.episodes, 0, seed=1000,
+                                domain="proxy_real")
             row = {"proxy_real": m["eval"]["heldout_objects"], "val": results[name]["val"]}
             if args.sim_episodes:
-                row["sim"] = evaluate_policy(policy, train_cfg, pool, args.sim_episodes, 0,
+                row["sim"] = evaluate_policy(policy, run_settings(config), pool, args.sim_episodes, 0,
                                              seed=1000)["eval"]["heldout_objects"]
             out["strategies"][name] = row
             r = row["proxy_real"]

@@ -57,12 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     from envs.expert import ScriptedExpert
     from policies.diagnosis import COLUMNS, error_table, estimate_rows, plot_rows
     from policies.policy import GraspPolicy
-    from policies.train import eval_env_kwargs
+    from policies.train import eval_env_kwargs, run_settings
     from sim2real.stats import success_summary
 
     try:
         policy = GraspPolicy.load(args.run / "policy.pt")
-        config = json.loads((args.run / "config.json").read_text())["train"]
+        config = run_settings(json.loads((args.run / "config.json").read_text()), args.domain)
     except (ValueError, KeyError, OSError) as e:
         p.error(f"{args.run}: {e}")
     kwargs = eval_env_kwargs(config, args.objects, args.domain)

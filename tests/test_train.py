@@ -196,3 +196,15 @@ def test_ppo_stage_warm_starts_from_dagger_and_lands_in_policy_pt(tmp_path):
     assert metrics["eval"]["heldout_objects"]["episodes"] == 2
     from policies.policy import GraspPolicy
     assert GraspPolicy.load(run_dir / "policy.pt") is not None
+
+
+def test_run_settings_show_a_sim_tuned_run_through_its_calibration_in_sim_only():
+    from policies.train import run_settings
+
+    train = {"image_size": 64, "camera": None}
+    calib = {"position": [0.8, 0.0, 0.4]}
+    tuned = {"train": train, "adapt": {"sim_tuned": True, "camera": calib}}
+    assert run_settings(tuned)["camera"] == calib and run_settings(tuned)["image_size"] == 64
+    assert run_settings(tuned, "proxy_real") is train  # the rig is mounted off the training camera
+    assert run_settings({"train": train, "adapt": {"sim_tuned": False, "camera": calib}}) is train
+    assert run_settings({"train": train}) is train and train["camera"] is None  # nothing changed in place

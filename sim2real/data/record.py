@@ -49,7 +49,7 @@ def record_proxy_real(out: str | Path, run_dir: str | Path | None, demos: int, p
 
     import envs  # noqa: F401 - registers the ids
     from envs.expert import ScriptedExpert
-    from policies.train import eval_env_kwargs
+    from policies.train import eval_env_kwargs, run_settings
 
     policy = None
     if policy_runs > 0 or interventions > 0:
@@ -62,7 +62,7 @@ def record_proxy_real(out: str | Path, run_dir: str | Path | None, demos: int, p
     if run_dir is not None:  # the run's camera and image size, as its evaluation uses them
         import json
 
-        run_cfg = json.loads((Path(run_dir) / "config.json").read_text())["train"]
+        run_cfg = run_settings(json.loads((Path(run_dir) / "config.json").read_text()), domain)
     env = gym.make("PandaGrasp-v0", disable_env_checker=True, **eval_env_kwargs(run_cfg, objects, domain))
     genv = env.unwrapped
     writer = EpisodeWriter(out, meta={

@@ -20,11 +20,11 @@ SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 def env_kwargs(spec: dict, run: str | Path | None = None, domain: str = "sim", objects: str = "heldout") -> dict:
     """Environment settings to rehearse in: the run's evaluation settings (``run``, else the policy's
     ``source_run`` when it still exists), else the defaults at the policy's image size."""
-    from policies.train import eval_env_kwargs
+    from policies.train import eval_env_kwargs, run_settings
 
     run = Path(run) if run else Path(spec.get("source_run") or "")
     if run.name and (run / "config.json").is_file():
-        return eval_env_kwargs(json.loads((run / "config.json").read_text())["train"], objects, domain)
+        return eval_env_kwargs(run_settings(json.loads((run / "config.json").read_text()), domain), objects, domain)
     size = int(spec["inputs"]["image"]["shape"][1])
     return {"image_size": size, "randomization": "full", "objects": objects, "domain": domain}
 
