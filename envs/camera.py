@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from envs.config import check_number
+
 
 def _quat_to_matrix(q: np.ndarray) -> np.ndarray:
     x, y, z, w = q / np.linalg.norm(q)
@@ -67,14 +69,8 @@ class Intrinsics:
     height: int
 
     def __post_init__(self) -> None:
-        for field in ("fx", "fy", "width", "height"):
-            value = getattr(self, field)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(f"camera.intrinsics.{field}: must be a positive number, got {value!r}")
-        for field in ("cx", "cy"):
-            value = getattr(self, field)
-            if not (isinstance(value, int | float) and math.isfinite(value)):
-                raise ValueError(f"camera.intrinsics.{field}: must be a finite number, got {value!r}")
+        for field in ("fx", "fy", "width", "height", "cx", "cy"):
+            check_number(f"camera.intrinsics.{field}", getattr(self, field), positive=field not in ("cx", "cy"))
 
     def scaled(self, width: int, height: int) -> Intrinsics:
         """The same camera seen through an image resized (not cropped) to width x height."""

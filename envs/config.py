@@ -28,9 +28,10 @@ def check_int(path: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
-def _check_number(path: str, value: Any, positive: bool = False) -> float:
+def check_number(path: str, value: Any, positive: bool = False) -> float:
     """``value`` as a float if it is a finite number (not a bool), and > 0 when ``positive``;
-    else ValueError naming ``path``."""
+    else ValueError naming ``path``: the one number check of the package's configs (with
+    ``check_int``), so that a bool, NaN or infinity is refused everywhere with the same message."""
     if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
             or (positive and value <= 0)):
         raise ValueError(f"{path}: must be a {'positive' if positive else 'finite'} number, got {value!r}")
@@ -53,9 +54,9 @@ class Dim:
     maximum: float = math.inf
 
     def validate(self, path: str) -> None:
-        low = _check_number(f"{path}.low", self.low)
-        high = _check_number(f"{path}.high", self.high)
-        _check_number(f"{path}.nominal", self.nominal)
+        low = check_number(f"{path}.low", self.low)
+        high = check_number(f"{path}.high", self.high)
+        check_number(f"{path}.nominal", self.nominal)
         if not isinstance(self.enabled, bool):
             raise ValueError(f"{path}.enabled: must be true or false, got {self.enabled!r}")
         if low > high:
@@ -298,7 +299,7 @@ class EnvConfig:
         for name in ("image_size", "max_episode_steps", "object_pool", "world_refresh"):
             check_int(name, getattr(self, name))
         for name in ("control_hz", "sim_hz", "max_translation", "max_rotation", "lift_height"):
-            _check_number(name, getattr(self, name), positive=True)
+            check_number(name, getattr(self, name), positive=True)
         if self.sim_hz % self.control_hz:
             raise ValueError(f"control_hz: sim_hz={self.sim_hz} must be a multiple of "
                              f"control_hz={self.control_hz}")

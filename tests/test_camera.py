@@ -270,6 +270,7 @@ def test_intrinsics_matrix_and_fov():
 @pytest.mark.parametrize("kwargs, field", [
     ({"fx": -1.0}, "fx"), ({"fy": 0.0}, "fy"), ({"width": 0}, "width"),
     ({"cx": float("nan")}, "cx"), ({"height": float("inf")}, "height"),
+    ({"fx": True}, "fx"), ({"cy": False}, "cy"), ({"width": "640"}, "width"),
 ])
 def test_invalid_intrinsics_raise(kwargs, field):
     base = {"fx": 500.0, "fy": 500.0, "cx": 320.0, "cy": 240.0, "width": 640, "height": 480}

@@ -78,7 +78,8 @@ def test_sim_tune_collects_through_the_new_camera_and_fits(policy, moved_yaml, t
 @pytest.mark.parametrize("kwargs, message", [
     ({"steps": -1}, "steps"), ({"steps": 0}, "steps"), ({"views_per_layout": 0}, "views_per_layout"),
     ({"workers": 0}, "workers"), ({"dagger_beta": 2.0}, "dagger_beta"),
-    ({"expert_episodes": 0, "views_layouts": 0, "dagger_episodes": 0}, "nothing to collect"), ({"lr": 0.0}, "lr")])
+    ({"expert_episodes": 0, "views_layouts": 0, "dagger_episodes": 0}, "nothing to collect"), ({"lr": 0.0}, "lr"),
+    ({"lr": float("inf")}, "lr"), ({"encoder_lr": float("nan")}, "encoder_lr"), ({"encoder_lr": True}, "encoder_lr")])
 def test_sim_tune_config_rejects_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SimTuneConfig(**kwargs)

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from envs.camera import Camera
-from envs.config import check_int
+from envs.config import check_int, check_number
 from policies.encoders import EncoderSpec
 from policies.policy import GraspPolicy
 
@@ -70,8 +70,7 @@ class SimTuneConfig:
         if not 0 <= self.dagger_beta <= 1:
             raise ValueError(f"sim_tune.dagger_beta: must be in [0, 1], got {self.dagger_beta!r}")
         for name in ("lr", "encoder_lr"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"sim_tune.{name}: must be positive, got {getattr(self, name)!r}")
+            check_number(f"sim_tune.{name}", getattr(self, name), positive=True)
 
     def to_dict(self) -> dict:
         return asdict(self)
