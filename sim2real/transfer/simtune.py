@@ -44,7 +44,7 @@ class SimTuneConfig:
     expert_episodes / views_layouts / dagger_episodes: data collected through the new camera, as in
     ``policies.train.TrainConfig`` (views: ``views_per_layout`` gripper poses per layout); dagger_beta:
     probability that the expert acts in the DAgger rollouts; steps, batch, lr, encoder_lr: the fit
-    (the rates of a DAgger retraining round); workers: rollout processes; seed: of collection and fit.
+    (gentler than a DAgger retraining round's rates); workers: rollout processes; seed: of collection and fit.
     """
 
     expert_episodes: int = 300
@@ -54,8 +54,12 @@ class SimTuneConfig:
     dagger_beta: float = 0.3
     steps: int = 500
     batch: int = 128
-    lr: float = 5e-4
-    encoder_lr: float = 3e-4
+    # Gentler than a DAgger retraining round (5e-4 / 3e-4 before): the new camera needs the heads and
+    # the geometry residual re-fitted more than new features. On the three default seeds the
+    # sim-tuned policy grasped 63.0 / 62.0 / 63.5 % in the proxy-real domain against 59.5 / 56.5 /
+    # 60.5 % with the older rates (README, "A gentler fine-tuning in simulation").
+    lr: float = 2e-4
+    encoder_lr: float = 5e-5
     workers: int = 2
     seed: int = 0
 
