@@ -73,13 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     out = {"run": str(args.run), "data": str(data), "images": len(ds), "labelled": int(real.labelled.sum()),
            "train_rows": int(len(real.train)), "val_rows": int(len(real.val)), "in_sim": in_sim,
            "record_and_adapt_s": adapt_s, "strategies": {}}
+    proxy_settings, sim_settings = run_settings(config, "proxy_real"), run_settings(config)
     with RolloutPool(args.workers) as pool:
         for name, policy in policies.items():
-            m = evaluate_policy(policy, run_settings(config, "proxy_real"), pool, args.episodes, 0, seed=1000,
-                                domain="proxy_real")
+            m = evaluate_policy(policy, proxy_settings, pool, args.episodes, 0, seed=1000, domain="proxy_real")
             row = {"proxy_real": m["eval"]["heldout_objects"], "val": results[name]["val"]}
             if args.sim_episodes:
-                row["sim"] = evaluate_policy(policy, run_settings(config), pool, args.sim_episodes, 0,
+                row["sim"] = evaluate_policy(policy, sim_settings, pool, args.sim_episodes, 0,
                                              seed=1000)["eval"]["heldout_objects"]
             out["strategies"][name] = row
             r = row["proxy_real"]

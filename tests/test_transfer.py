@@ -452,6 +452,8 @@ def test_without_labelled_held_out_rows_the_unsupervised_default_is_chosen():
     ({"max_samples": 1}, "max_samples"),
     ({"lr": 0.0}, "lr"),
     ({"lr": float("nan")}, "lr"),
+    ({"lr": True}, "lr"),
+    ({"lr": float("inf")}, "lr"),
 ])
 def test_adapt_config_rejects_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from envs.config import check_int
+from envs.config import check_int, check_number
 from policies.encoders import images_to_tensor
 from policies.imitation import GRASP_HUBER_BETA, FitConfig, keypoint_pixels, losses, make_batch, object_pixels
 from policies.policy import GRASP_SCALE, GraspPolicy, grasp_targets
@@ -98,8 +98,7 @@ class AdaptConfig:
             raise ValueError(f"val_fraction: must be in (0, 1), got {self.val_fraction}")
         if self.max_samples is not None and self.max_samples < 2:
             raise ValueError(f"max_samples: need at least 2 labelled rows, got {self.max_samples}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr: must be a positive number, got {self.lr}")
+        check_number("lr", self.lr, positive=True)
 
     def to_dict(self) -> dict:
         return asdict(self)
