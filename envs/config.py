@@ -28,13 +28,15 @@ def check_int(path: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
-def check_number(path: str, value: Any, positive: bool = False) -> float:
-    """``value`` as a float if it is a finite number (not a bool), and > 0 when ``positive``;
-    else ValueError naming ``path``: the one number check of the package's configs (with
-    ``check_int``), so that a bool, NaN or infinity is refused everywhere with the same message."""
+def check_number(path: str, value: Any, positive: bool = False, non_negative: bool = False) -> float:
+    """``value`` as a float if it is a finite number (not a bool), and > 0 when ``positive``, >= 0
+    when ``non_negative``; else ValueError naming ``path``: the one number check of the package's
+    configs (with ``check_int``), so that a bool, NaN or infinity is refused everywhere with the
+    same message."""
+    kind = "positive" if positive else "non-negative" if non_negative else "finite"
     if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
-            or (positive and value <= 0)):
-        raise ValueError(f"{path}: must be a {'positive' if positive else 'finite'} number, got {value!r}")
+            or (positive and value <= 0) or (non_negative and value < 0)):
+        raise ValueError(f"{path}: must be a {kind} number, got {value!r}")
     return float(value)
 
 

@@ -26,7 +26,6 @@ Images are augmented (random shift, colour jitter) per batch.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from envs.config import check_int
+from envs.config import check_int, check_number
 from policies.augment import augment
 from policies.encoders import KEYPOINTS, STRIDE, images_to_tensor
 from policies.policy import GraspPolicy, grasp_targets, object_targets
@@ -71,9 +70,8 @@ class FitConfig:
         check_int("fit steps", self.steps, 0)
         check_int("fit batch", self.batch, 1)
         for name in ("lr", "encoder_lr"):
-            v = getattr(self, name)
-            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"fit {name}: must be a non-negative number, got {v!r}")
+            # 0 is allowed: encoder_lr=0 fits the heads on a frozen encoder.
+            check_number(f"fit {name}", getattr(self, name), non_negative=True)
         unknown = set(self.weights) - set(LOSSES)
         if unknown:
             raise ValueError(f"fit weights: unknown losses {sorted(unknown)}")

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from envs import expert as law
-from envs.config import EnvConfig
+from envs.config import EnvConfig, check_number
 from envs.scene import TRAY_FLOOR_Z
 from policies.encoders import STRIDE, Encoder, EncoderSpec, Fusion, images_to_tensor
 
@@ -87,9 +87,7 @@ class ServoLaw:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"servo.{f.name}: must be a non-negative number, got {v!r}")
+            check_number(f"servo.{f.name}", getattr(self, f.name), non_negative=True)
         if not 0 < self.gain <= 1:
             raise ValueError(f"servo.gain: must be in (0, 1], got {self.gain!r}")
 

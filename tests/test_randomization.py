@@ -32,6 +32,7 @@ from envs.config import (
     SensorRandomization,
     VisualRandomization,
     check_int,
+    check_number,
 )
 from envs.corruptions import (
     ColorJitter,
@@ -870,5 +871,28 @@ def test_check_int_is_the_one_integer_rule_of_every_config():
                         (lambda: TrainConfig(dagger_rounds=-1), "dagger_rounds: must be a non-negative integer"),
                         (lambda: FitConfig(batch=0), "fit batch: must be a positive integer"),
                         (lambda: AdaptConfig(steps=True), "steps: must be a positive integer")):
+        with pytest.raises(ValueError, match=field):
+            make()
+
+
+def test_check_number_is_the_one_number_rule_of_every_config():
+    """``check_number`` refuses bools, strings, NaN and infinity, and negatives (or zero) in its
+    non-negative (positive) mode; the configs whose numbers may be 0 use that mode, so a fit's
+    learning rate and the servo law refuse ``True`` like every other config."""
+    from policies.imitation import FitConfig
+    from policies.policy import ServoLaw
+
+    assert check_number("x", 0) == 0.0 and check_number("x", 0, non_negative=True) == 0.0
+    assert check_number("x", 2, positive=True) == 2.0
+    for value, mode, kind in ((True, {}, "finite"), ("1", {}, "finite"), (float("nan"), {}, "finite"),
+                              (float("inf"), {"non_negative": True}, "non-negative"),
+                              (-1e-9, {"non_negative": True}, "non-negative"), (0, {"positive": True}, "positive")):
+        with pytest.raises(ValueError, match=f"^x: must be a {kind} number, got {value!r}$"):
+            check_number("x", value, **mode)
+    assert FitConfig(lr=0, encoder_lr=0).encoder_lr == 0  # a frozen encoder
+    for make, field in ((lambda: FitConfig(lr=True), "fit lr: must be a non-negative number, got True"),
+                        (lambda: FitConfig(encoder_lr=-1e-4), "fit encoder_lr: must be a non-negative number"),
+                        (lambda: FitConfig(lr=float("inf")), "fit lr: must be a non-negative number"),
+                        (lambda: ServoLaw(aim=True), "servo.aim: must be a non-negative number, got True")):
         with pytest.raises(ValueError, match=field):
             make()
