@@ -159,6 +159,23 @@ class Camera:
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from exc
 
+    @staticmethod
+    def lens_distortion(path: str | Path) -> list[float]:
+        """The ``distortion_coefficients`` of a camera_info YAML (plumb_bob: k1, k2, p1, p2, k3),
+        [] when absent. ``Camera`` is a pinhole model: nothing in sim2real applies them, so images
+        from a camera with distortion must be rectified before the policy sees them (ROS
+        ``image_proc``'s ``image_rect_color``); ``distortion_warning`` says so."""
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        d = data.get("distortion_coefficients") if isinstance(data, dict) else None
+        values = d.get("data") if isinstance(d, dict) else d
+        if values is None:
+            return []
+        try:
+            return [check_number(f"{path}: distortion_coefficients[{i}]", v) for i, v in enumerate(values)]
+        except TypeError:
+            raise ValueError(f"{path}: field 'distortion_coefficients.data' must be a list of numbers, "
+                             f"got {values!r}") from None
+
     def to_camera_info(self, path: str | Path, name: str = "sim2real_camera") -> None:
         """Write this camera as a ROS camera_info YAML with the ``pose_in_base`` extension."""
         i = self.intrinsics
@@ -250,3 +267,14 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray | None = None) -
     x /= np.linalg.norm(x)
     y = np.cross(z, x)
     return _matrix_to_quat(np.stack([x, y, z], axis=1))
+
+
+def distortion_warning(path: str | Path) -> str | None:
+    """A warning when the camera_info YAML at ``path`` has non-zero lens distortion (else None)."""
+    coeffs = Camera.lens_distortion(path)
+    if not any(abs(c) > 1e-9 for c in coeffs):
+        return None
+    shown = ", ".join(f"{c:.4g}" for c in coeffs)
+    return (f"{path}: lens distortion [{shown}] is not modelled (sim2real's cameras are pinhole): give the "
+            "policy rectified images, in the recordings and at deployment (ROS image_proc's image_rect_color "
+            "topic, with that topic's camera_info, whose distortion is zero)")

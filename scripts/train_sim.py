@@ -63,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 0) or max(1, os.cpu_count() or 1))
     try:
         if args.camera is not None:
-            from envs.camera import Camera
+            from envs.camera import Camera, distortion_warning
             Camera.from_camera_info(args.camera)  # fail now, naming the file, not in a worker later
+            if warning := distortion_warning(args.camera):
+                print(f"WARNING {warning}", file=sys.stderr)
         cfg = TrainConfig.preset_config(args.preset, algo=args.algo, seed=args.seed, workers=args.workers,
                                         camera=str(args.camera) if args.camera else None)
         if args.set:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from envs.camera import Camera, Intrinsics, look_at
+from envs.camera import Camera, Intrinsics, distortion_warning, look_at
 from envs.sim import Light, Sim
 
 INTRINSICS = Intrinsics(fx=500.0, fy=520.0, cx=300.0, cy=250.0, width=640, height=480)
@@ -295,3 +295,25 @@ def test_perturbed_camera():
     assert np.allclose(turned.rotation[:, 2], cam.rotation[:, 2])
     angle = math.acos(np.clip(turned.rotation[:, 0] @ cam.rotation[:, 0], -1, 1))
     assert angle == pytest.approx(0.1, abs=1e-6)
+
+
+def test_lens_distortion_is_read_and_warned_about(tmp_path):
+    """Camera is pinhole: a calibration's distortion coefficients are read only to warn that the
+    images must be rectified; zero or absent coefficients give no warning, bad ones a clear error."""
+    path = tmp_path / "cam.yaml"
+    Camera().to_camera_info(path)
+    assert Camera.lens_distortion(path) == [0.0] * 5 and distortion_warning(path) is None
+    info = yaml.safe_load(path.read_text())
+    info["distortion_coefficients"]["data"] = [-0.31, 0.09, 0.0, 0.001, 0.0]
+    path.write_text(yaml.safe_dump(info))
+    assert Camera.lens_distortion(path) == [-0.31, 0.09, 0.0, 0.001, 0.0]
+    assert "lens distortion [-0.31, 0.09, 0, 0.001, 0] is not modelled" in distortion_warning(path)
+    assert "image_rect_color" in distortion_warning(path)
+    del info["distortion_coefficients"]
+    path.write_text(yaml.safe_dump(info))
+    assert Camera.lens_distortion(path) == [] and distortion_warning(path) is None
+    for bad in (["a", 0.0], 3, [float("nan")]):
+        info["distortion_coefficients"] = {"rows": 1, "cols": 5, "data": bad}
+        path.write_text(yaml.safe_dump(info))
+        with pytest.raises(ValueError, match="distortion_coefficients"):
+            Camera.lens_distortion(path)

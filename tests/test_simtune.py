@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from envs.camera import Camera
 from policies.encoders import EncoderSpec
@@ -109,10 +110,17 @@ def test_adapt_run_sim_tunes_for_a_disagreeing_calibration(fake_run, real_datase
     assert spec["camera"] == Camera.from_camera_info(moved_yaml).to_dict()
     assert json.loads((tmp_path / "adapted" / "config.json").read_text())["adapt"]["sim_tuned"] is True
 
+    # Without sim_tune, and a calibration with lens distortion, which nothing applies: both are said.
+    distorted = tmp_path / "distorted.yaml"
+    info = yaml.safe_load(moved_yaml.read_text())
+    info["distortion_coefficients"]["data"] = [-0.2, 0.05, 0.0, 0.0, 0.0]
+    distorted.write_text(yaml.safe_dump(info))
     off = AdaptConfig(strategy="zero_shot", compare=("zero_shot",), steps=2, batch=8, budgets=(), sim_tune=False)
-    summary = adapt_run(fake_run, real_dataset, tmp_path / "untuned", off, camera_info=moved_yaml,
-                        log=lambda _m: None)
+    logged = []
+    summary = adapt_run(fake_run, real_dataset, tmp_path / "untuned", off, camera_info=distorted, log=logged.append)
     assert summary["sim_tune"] is None and "differs" in summary["camera_check"]
+    assert "lens distortion [-0.2, 0.05, 0, 0, 0] is not modelled" in summary["camera_check"]
+    assert any("WARNING camera" in m and "rectified" in m for m in logged)
     assert GraspPolicy.load(tmp_path / "untuned" / "policy.pt").spec.camera == Camera().to_dict()
     assert json.loads((tmp_path / "untuned" / "config.json").read_text())["adapt"]["sim_tuned"] is False
 

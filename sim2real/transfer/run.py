@@ -59,10 +59,11 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
     camera = ds.meta.get("camera") or trained_camera
     camera_check, tune_camera = None, False
     if camera_info is not None:
-        from envs.camera import Camera
+        from envs.camera import Camera, distortion_warning
 
         try:
             camera = Camera.from_camera_info(camera_info).to_dict()
+            lens_warning = distortion_warning(camera_info)
         except (OSError, ValueError) as e:
             raise DatasetError(f"{camera_info}: {e}") from None
     if camera is not trained_camera:
@@ -78,6 +79,9 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
                             + f"for large ones retrain in simulation with the real calibration: "
                             f"`python scripts/train_sim.py --camera {camera_info or 'CALIB.yaml'}`.")
         log(("  camera: " if cmp["agrees"] else "  WARNING camera: ") + camera_check)
+    if camera_info is not None and lens_warning:
+        log(f"  WARNING camera: {lens_warning}")
+        camera_check = " ".join(filter(None, [camera_check, f"{lens_warning[0].upper()}{lens_warning[1:]}."]))
     real = split_real(ds, image_size, camera, cfg.val_fraction, cfg.seed, cfg.max_samples, unlabelled_ok=True)
     labelled = int(real.labelled.sum())
     unsupervised = labelled == 0
