@@ -146,3 +146,25 @@ def test_a_sim_tuned_run_is_evaluated_in_sim_through_its_calibration(fake_run, r
     adapt_run(fake_run, real_dataset, tmp_path / "untuned", untuned, camera_info=moved_yaml, log=lambda _m: None)
     assert evaluate_run(tmp_path / "untuned", episodes=1, train_episodes=0, workers=1)["eval_protocol"]["camera"] \
         == "default"
+
+
+def test_adapt_run_names_a_bad_calibration_once(fake_run, real_dataset, moved_yaml, tmp_path):
+    """A calibration that cannot be read stops adaptation before any work, naming the file (once)
+    and the field; nothing is written."""
+    from sim2real.data.episodes import DatasetError
+    from sim2real.transfer.adapt import AdaptConfig
+    from sim2real.transfer.run import adapt_run
+
+    cfg = AdaptConfig(strategy="zero_shot", compare=("zero_shot",), steps=2, batch=8, budgets=(), sim_tune=False)
+    info = yaml.safe_load(moved_yaml.read_text())
+    for name, edit, field in (("no_matrix.yaml", lambda d: d.pop("camera_matrix"), "camera_matrix"),
+                              ("bad_lens.yaml", lambda d: d["distortion_coefficients"].update(data=["x", 0, 0, 0, 0]),
+                               r"distortion_coefficients\[0\]")):
+        bad = tmp_path / name
+        data = yaml.safe_load(yaml.safe_dump(info))
+        edit(data)
+        bad.write_text(yaml.safe_dump(data))
+        with pytest.raises(DatasetError, match=field) as err:
+            adapt_run(fake_run, real_dataset, tmp_path / "out", cfg, camera_info=bad, log=lambda _m: None)
+        assert str(err.value).count(str(bad)) == 1
+        assert not (tmp_path / "out").exists()

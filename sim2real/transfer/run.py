@@ -57,7 +57,7 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
     for msg in ds.meta.get("skipped", []):
         log(f"  skipped: {msg}")
     camera = ds.meta.get("camera") or trained_camera
-    camera_check, tune_camera = None, False
+    camera_check, tune_camera, lens_warning = None, False, None
     if camera_info is not None:
         from envs.camera import Camera, distortion_warning
 
@@ -65,7 +65,8 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
             camera = Camera.from_camera_info(camera_info).to_dict()
             lens_warning = distortion_warning(camera_info)
         except (OSError, ValueError) as e:
-            raise DatasetError(f"{camera_info}: {e}") from None
+            # The camera's own errors name the file already; name it once.
+            raise DatasetError(str(e) if str(camera_info) in str(e) else f"{camera_info}: {e}") from None
     if camera is not trained_camera:
         cmp = compare_cameras(trained_camera, camera)
         if cmp["agrees"]:
@@ -79,7 +80,7 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
                             + f"for large ones retrain in simulation with the real calibration: "
                             f"`python scripts/train_sim.py --camera {camera_info or 'CALIB.yaml'}`.")
         log(("  camera: " if cmp["agrees"] else "  WARNING camera: ") + camera_check)
-    if camera_info is not None and lens_warning:
+    if lens_warning:
         log(f"  WARNING camera: {lens_warning}")
         camera_check = " ".join(filter(None, [camera_check, f"{lens_warning[0].upper()}{lens_warning[1:]}."]))
     real = split_real(ds, image_size, camera, cfg.val_fraction, cfg.seed, cfg.max_samples, unlabelled_ok=True)
