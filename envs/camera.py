@@ -125,14 +125,7 @@ class Camera:
         robot base frame); without either, the default pose is kept.
         """
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"camera calibration file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML ({exc})") from exc
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a camera_info mapping, got {type(data).__name__}")
+        data = _read_camera_info(path)
         for key in ("image_width", "image_height", "camera_matrix"):
             if key not in data:
                 raise ValueError(f"{path}: missing field {key!r}")
@@ -165,8 +158,7 @@ class Camera:
         [] when absent. ``Camera`` is a pinhole model: nothing in sim2real applies them, so images
         from a camera with distortion must be rectified before the policy sees them (ROS
         ``image_proc``'s ``image_rect_color``); ``distortion_warning`` says so."""
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        d = data.get("distortion_coefficients") if isinstance(data, dict) else None
+        d = _read_camera_info(Path(path)).get("distortion_coefficients")
         values = d.get("data") if isinstance(d, dict) else d
         if values is None:
             return []
@@ -267,6 +259,19 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray | None = None) -
     x /= np.linalg.norm(x)
     y = np.cross(z, x)
     return _matrix_to_quat(np.stack([x, y, z], axis=1))
+
+
+def _read_camera_info(path: Path) -> dict:
+    """A camera_info YAML as a mapping; FileNotFoundError / ValueError naming the file otherwise."""
+    if not path.is_file():
+        raise FileNotFoundError(f"camera calibration file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a camera_info mapping, got {type(data).__name__}")
+    return data
 
 
 def distortion_warning(path: str | Path) -> str | None:
