@@ -33,7 +33,7 @@ from envs.config import check_int
 from policies.encoders import EncoderSpec
 from policies.imitation import Buffer, FitConfig, fit
 from policies.policy import CONTROLS, GraspPolicy, ServoLaw, check_grasp_modes
-from policies.rollout import RolloutPool, collect, collect_episodes, make_chunks, policy_bytes
+from policies.rollout import Chunk, Result, RolloutPool, collect, collect_episodes, make_chunks, policy_bytes
 from sim2real.data.episodes import OBJECT_POINTS, csv_header, read_dataset
 from sim2real.runs import RunDir, RunError, environment_info
 from sim2real.stats import success_summary
@@ -381,8 +381,23 @@ def evaluate_policy(policy: GraspPolicy, train_config: dict, pool: RolloutPool, 
                              policy=blob)
         results = collect(pool, chunks, progress=f"evaluate {split}")
         ok = sum(r.success for r in results)
-        out["eval"][split] = {**success_summary(ok, n), "mean_steps": float(np.mean([r.steps for r in results]))}
+        out["eval"][split] = {**success_summary(ok, n), "mean_steps": float(np.mean([r.steps for r in results])),
+                              "outcomes": episode_outcomes(chunks, results)}
     return out
+
+
+def episode_outcomes(chunks: list[Chunk], results: list[Result]) -> dict[str, list]:
+    """Per episode, in order: its id, success (0/1), steps and number of objects in the scene.
+
+    The id is "<chunk seed>:<index in the chunk>": a chunk seeds its first episode and the rest follow
+    from the environment's generator, so that pair names an episode. Evaluations with the same
+    ``seed`` (and chunk size) run the same episodes whatever their length, so ids pair them episode by
+    episode and catch an episode counted twice (``scripts/compare_evals.py``)."""
+    ids = [f"{c.seed}:{k}" for c in chunks for k in range(c.episodes)]
+    if len(ids) != len(results):
+        raise RuntimeError(f"episode_outcomes: {len(results)} results for {len(ids)} episodes")
+    return {"episode": ids, "success": [int(r.success) for r in results], "steps": [int(r.steps) for r in results],
+            "objects": [len(r.objects.split(",")) if r.objects else 0 for r in results]}
 
 
 def evaluate_run(run_dir: str | Path, episodes: int = 200, train_episodes: int | None = None, workers: int = 2,

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -144,3 +145,67 @@ def test_diagnose_estimate_rejects_a_folder_that_is_not_a_run(tmp_path):
     assert proc.returncode == 2 and "not a run directory" in proc.stderr
     proc = run("scripts/diagnose_estimate.py", str(tmp_path), "--episodes", "0")
     assert proc.returncode == 2 and "--episodes" in proc.stderr
+
+
+def _eval_file(path, success, ids, objects=None, split="heldout_objects", domain="sim", seed=1000, outcomes=True):
+    """An evaluation file as scripts/evaluate.py writes it."""
+    n = len(success)
+    m = {"success_rate": sum(success) / n, "episodes": n, "ci95": [0.0, 1.0], "mean_steps": 20.0}
+    if outcomes:
+        m["outcomes"] = {"episode": ids, "success": success, "steps": [20] * n, "objects": objects or [1] * n}
+    path.write_text(json.dumps({"eval": {split: m}, "eval_protocol": {
+        "domain": domain, "randomization": "full", "observation": "pixels", "image_size": 64, "camera": "default",
+        "seed": seed}}))
+    return str(path)
+
+
+def test_compare_evals_pools_splits_by_objects_and_pairs_episodes(tmp_path):
+    # A: 300 episodes in two files (different seeds); B: the first 200 of them, grasped less often.
+    ids1, ids2 = [f"1:{i}" for i in range(200)], [f"2:{i}" for i in range(100)]
+    a1 = _eval_file(tmp_path / "a1.json", [1] * 150 + [0] * 50, ids1, objects=[1] * 100 + [3] * 100)
+    a2 = _eval_file(tmp_path / "a2.json", [1] * 50 + [0] * 50, ids2, objects=[2] * 100, seed=2000)
+    b = _eval_file(tmp_path / "b.json", [1] * 130 + [0] * 70, ids1, domain="proxy_real")
+    out = tmp_path / "cmp.json"
+    proc = run("scripts/compare_evals.py", a1, a2, "--vs", b, "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    first = result["first"]
+    assert first["episodes"] == 300 and first["successes"] == 200
+    assert first["success_rate"] == pytest.approx(2 / 3) and first["ci95"][0] < 2 / 3 < first["ci95"][1]
+    assert {o: v["successes"] for o, v in first["by_objects"].items()} == {"1": 100, "2": 50, "3": 50}
+    paired = result["paired"]
+    assert paired["episodes"] == 200 and paired["only_first"] == 100 and paired["only_vs"] == 0
+    assert paired["a"] == 0.75 and paired["b"] == 0.65 and paired["a_only"] == 20 and paired["b_only"] == 0
+    assert paired["ratio"] == pytest.approx(0.75 / 0.65) and 0 < paired["difference_ci95"][0]
+    assert "**+10.0 points**" in proc.stdout and "| 3 | 100 | 50.0 %" in proc.stdout
+    # The result file is never overwritten.
+    again = run("scripts/compare_evals.py", a1, "--json", str(out))
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_compare_evals_rejects_what_would_mislead(tmp_path):
+    ids = [f"1:{i}" for i in range(10)]
+    a = _eval_file(tmp_path / "a.json", [1] * 10, ids)
+    longer = _eval_file(tmp_path / "a400.json", [1] * 12, ids + ["1:10", "1:11"])
+    proxy = _eval_file(tmp_path / "p.json", [1] * 10, [f"3:{i}" for i in range(10)], domain="proxy_real", seed=3)
+    old = _eval_file(tmp_path / "old.json", [1] * 10, ids, outcomes=False)
+    other_seed = _eval_file(tmp_path / "o.json", [1] * 10, [f"9:{i}" for i in range(10)], seed=9)
+    no_split = _eval_file(tmp_path / "t.json", [1] * 10, ids, split="train_objects")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    cases = [
+        ((a, longer), f"{longer}: episode 1:0 is also in {a}"),  # same --seed: the same first episodes
+        ((a, old), f"{old}: evaluated with --seed 1000 like {a}"),
+        ((a, proxy), f"{proxy}: evaluated with domain = 'proxy_real'"),
+        ((a, str(tmp_path / "missing.json")), "missing.json: no such file"),
+        ((str(bad),), f"{bad}: not a readable JSON file"),
+        ((no_split,), f"{no_split}: no eval.heldout_objects"),
+        ((a, "--vs", other_seed), "no episode in both"),
+        ((a, "--vs", old), "needs per-episode outcomes"),
+    ]
+    for args, message in cases:
+        proc = run("scripts/compare_evals.py", *args)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+    # Files without outcomes still pool by their counts when their seeds differ.
+    proc = run("scripts/compare_evals.py", old, other_seed)
+    assert proc.returncode == 0 and "20 of 20 episodes" in proc.stdout, proc.stderr

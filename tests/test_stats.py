@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sim2real.stats import paired_gain_interval, success_summary, wilson_interval
+from sim2real.stats import paired_comparison, paired_gain_interval, success_summary, wilson_interval
 
 
 def test_wilson_interval_contains_the_rate_and_narrows_with_more_trials():
@@ -39,3 +39,37 @@ def test_paired_gain_interval_resamples_whole_groups():
     assert paired_gain_interval(base, noisy, groups) == pytest.approx((0.05, 0.05))
     with pytest.raises(ValueError, match="equally long"):
         paired_gain_interval(base, base[:3], groups)
+
+
+def test_paired_comparison_knows_a_difference_two_intervals_cannot_see():
+    # 200 episodes; b grasps 130 of them, a the same 130 and 10 more.
+    b = np.zeros(200)
+    b[:130] = 1
+    a = b.copy()
+    a[130:140] = 1
+    out = paired_comparison(a, b)
+    assert out["episodes"] == 200 and out["a"] == 0.7 and out["b"] == 0.65
+    assert out["difference"] == pytest.approx(0.05) and out["a_only"] == 10 and out["b_only"] == 0
+    lo, hi = out["difference_ci95"]
+    assert 0 < lo < 0.05 < hi < 0.1  # the pairing makes the gain clear ...
+    assert wilson_interval(140, 200)[0] < wilson_interval(130, 200)[1]  # ... which the two intervals do not
+    assert out["ratio"] == pytest.approx(0.7 / 0.65)
+    r_lo, r_hi = out["ratio_ci95"]
+    assert 1 < r_lo < out["ratio"] < r_hi
+    # Identical outcomes: nothing to tell apart, whatever is resampled.
+    same = paired_comparison(b, b)
+    assert same["difference_ci95"] == [0.0, 0.0] and same["ratio_ci95"] == [1.0, 1.0]
+    # Independent outcomes with the same rates: the interval straddles zero.
+    rng = np.random.default_rng(0)
+    assert paired_comparison(rng.permutation(a), b)["difference_ci95"][0] < 0
+
+
+def test_paired_comparison_edges_and_bad_input():
+    assert paired_comparison([1, 0, 1], [0, 0, 0])["ratio"] is None
+    assert paired_comparison([1, 0, 1], [0, 0, 0])["ratio_ci95"] is None
+    with pytest.raises(ValueError, match="equally long"):
+        paired_comparison([1, 0], [1])
+    with pytest.raises(ValueError, match="0 or 1"):
+        paired_comparison([1, 0.5], [1, 0])
+    with pytest.raises(ValueError, match="equally long"):
+        paired_comparison([], [])

@@ -58,6 +58,16 @@ def test_evaluate_script_reevaluates_a_run(smoke_run):
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((out / "eval-2ep-seed1000.json").read_text())
     assert result["eval"]["heldout_objects"]["episodes"] == 2 and result["eval"]["train_objects"]["episodes"] == 1
+    # Per-episode outcomes, consistent with the rate: they let evaluations be pooled and paired.
+    held = result["eval"]["heldout_objects"]
+    outcomes = held["outcomes"]
+    assert len(outcomes["episode"]) == len(set(outcomes["episode"])) == len(outcomes["success"]) == 2
+    assert sum(outcomes["success"]) == round(held["success_rate"] * 2)
+    assert all(1 <= n <= 4 for n in outcomes["objects"]) and all(s > 0 for s in outcomes["steps"])
+    # Training's own evaluation ran the same episodes (seed 1000): compare_evals pairs them all.
+    proc = run("scripts/compare_evals.py", str(out / "eval-2ep-seed1000.json"), "--vs", str(out / "metrics.json"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "## Paired: the 2 episodes both ran" in proc.stdout
 
 
 def test_existing_run_is_not_overwritten_without_flag(smoke_run):
