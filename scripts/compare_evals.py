@@ -12,6 +12,8 @@ same episodes) are paired, and the difference and the ratio of the two success r
 intervals that resample those episodes (``sim2real.stats.paired_comparison``). Two policies on the
 same 200 scenes differ far less by chance than two independent 200-episode intervals suggest, and a
 ratio of two rates (the transfer target) is noisier than either rate: this gives each its interval.
+Across domains the same episode is not the same scene (the proxy-real domain draws its own numbers
+first); the output says so when the paired episodes' object counts differ.
 
 Bad input (a missing or unreadable file, no such split, a file without per-episode outcomes where
 they are needed, two files of one side holding the same episodes, files of one side evaluated under
@@ -121,6 +123,10 @@ def compare(a: dict, b: dict, seed: int = 0) -> dict:
     out = paired_comparison([a["outcomes"][i][0] for i in common], [b["outcomes"][i][0] for i in common], seed=seed)
     out["only_first"] = len(a["outcomes"]) - len(common)
     out["only_vs"] = len(b["outcomes"]) - len(common)
+    # The same id is the same scene only where both drew the same numbers: the proxy-real domain
+    # draws its own first, so across domains ids name different scenes. The interval stays right
+    # (pairs of independent outcomes resample as independent samples) but gains nothing from pairing.
+    out["objects_differ"] = sum(a["outcomes"][i][1] != b["outcomes"][i][1] for i in common)
     return out
 
 
@@ -156,6 +162,10 @@ def render(result: dict, split: str) -> str:
                   f"| {_pct(p['a'])} | {_pct(p['b'])} | **{100 * p['difference']:+.1f} points** "
                   f"({100 * p['difference_ci95'][0]:+.1f} to {100 * p['difference_ci95'][1]:+.1f}) | {ratio} | "
                   f"{p['a_only']} / {p['b_only']} |", ""]
+        if p["objects_differ"]:
+            lines += [f"Not the same scenes: the number of objects differs in {p['objects_differ']} of the "
+                      f"{p['episodes']} paired episodes (e.g. sim against proxy_real, which draws its own numbers "
+                      f"first). The intervals hold, but pairing does not narrow them.", ""]
         if p["only_first"] or p["only_vs"]:
             lines += [f"Left out of the pairing: {p['only_first']} episodes only A ran, {p['only_vs']} only B ran.", ""]
         lines += ["Intervals: bootstrap over the paired episodes (5,000 resamples).", ""]

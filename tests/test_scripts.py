@@ -178,6 +178,8 @@ def test_compare_evals_pools_splits_by_objects_and_pairs_episodes(tmp_path):
     assert paired["a"] == 0.75 and paired["b"] == 0.65 and paired["a_only"] == 20 and paired["b_only"] == 0
     assert paired["ratio"] == pytest.approx(0.75 / 0.65) and 0 < paired["difference_ci95"][0]
     assert "**+10.0 points**" in proc.stdout and "| 3 | 100 | 50.0 %" in proc.stdout
+    # B's scenes hold one object each, A's first 100 one and the next 100 three: not the same scenes.
+    assert paired["objects_differ"] == 100 and "Not the same scenes" in proc.stdout
     # The result file is never overwritten.
     again = run("scripts/compare_evals.py", a1, "--json", str(out))
     assert again.returncode == 2 and "already exists" in again.stderr
