@@ -390,9 +390,10 @@ def episode_outcomes(chunks: list[Chunk], results: list[Result]) -> dict[str, li
     """Per episode, in order: its id, success (0/1), steps and number of objects in the scene.
 
     The id is "<chunk seed>:<index in the chunk>": a chunk seeds its first episode and the rest follow
-    from the environment's generator, so that pair names an episode. Evaluations with the same
-    ``seed`` (and chunk size) run the same episodes whatever their length, so ids pair them episode by
-    episode and catch an episode counted twice (``scripts/compare_evals.py``)."""
+    from the environment's generator, so that pair names an episode. Evaluations in one domain with
+    the same ``seed`` run the same episodes whatever their length, so ids pair them episode by episode
+    and catch an episode counted twice (``scripts/compare_evals.py``). In the proxy-real domain the same
+    id is another scene than in simulation: that domain draws its own numbers first."""
     ids = [f"{c.seed}:{k}" for c in chunks for k in range(c.episodes)]
     if len(ids) != len(results):
         raise RuntimeError(f"episode_outcomes: {len(results)} results for {len(ids)} episodes")
