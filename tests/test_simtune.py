@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from envs.camera import Camera
+from envs.config import RandomizationConfig
 from policies.encoders import EncoderSpec
 from policies.policy import GraspPolicy
 from sim2real.data.episodes import read_dataset
@@ -72,6 +73,10 @@ def test_sim_tune_collects_through_the_new_camera_and_fits(policy, moved_yaml, t
         ds = read_dataset(tmp_path / "data" / mode, image_size=32, load_alt=False)
         assert ds.meta["camera"] == Camera.from_camera_info(moved_yaml).to_dict()
         assert len(ds) > 0
+        # Every surface textured (cfg.texture_probability 1), the rest of the run's randomization kept.
+        rand = RandomizationConfig.coerce(ds.meta["env"]["randomization"])
+        assert (rand.visual.texture_probability.low, rand.visual.texture_probability.high) == (1.0, 1.0)
+        assert rand.physics == RandomizationConfig.preset("full").physics
     # The policy it started from is untouched.
     assert policy.spec.camera == Camera().to_dict()
 
@@ -80,7 +85,9 @@ def test_sim_tune_collects_through_the_new_camera_and_fits(policy, moved_yaml, t
     ({"steps": -1}, "steps"), ({"steps": 0}, "steps"), ({"views_per_layout": 0}, "views_per_layout"),
     ({"workers": 0}, "workers"), ({"dagger_beta": 2.0}, "dagger_beta"),
     ({"expert_episodes": 0, "views_layouts": 0, "dagger_episodes": 0}, "nothing to collect"), ({"lr": 0.0}, "lr"),
-    ({"lr": float("inf")}, "lr"), ({"encoder_lr": float("nan")}, "encoder_lr"), ({"encoder_lr": True}, "encoder_lr")])
+    ({"lr": float("inf")}, "lr"), ({"encoder_lr": float("nan")}, "encoder_lr"), ({"encoder_lr": True}, "encoder_lr"),
+    ({"texture_probability": 1.5}, "texture_probability"), ({"texture_probability": -0.1}, "texture_probability"),
+    ({"texture_probability": True}, "texture_probability")])
 def test_sim_tune_config_rejects_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SimTuneConfig(**kwargs)
@@ -168,3 +175,17 @@ def test_adapt_run_names_a_bad_calibration_once(fake_run, real_dataset, moved_ya
             adapt_run(fake_run, real_dataset, tmp_path / "out", cfg, camera_info=bad, log=lambda _m: None)
         assert str(err.value).count(str(bad)) == 1
         assert not (tmp_path / "out").exists()
+
+
+def test_with_texture_probability_overrides_only_the_texture_chance():
+    from sim2real.transfer.simtune import with_texture_probability
+
+    full = RandomizationConfig.preset("full")
+    tuned = RandomizationConfig.coerce(with_texture_probability("full", 1.0))
+    assert tuned.visual.texture_probability.low == tuned.visual.texture_probability.high == 1.0
+    assert tuned.visual.camera_position_jitter == full.visual.camera_position_jitter and tuned.physics == full.physics
+    # A run's own mapping keeps its other overrides and is not modified in place.
+    own = {"preset": "light", "visual": {"camera_position_jitter": [0.0, 0.01]}}
+    mixed = RandomizationConfig.coerce(with_texture_probability(own, 0.8))
+    assert mixed.visual.texture_probability.high == 0.8 and mixed.visual.camera_position_jitter.high == 0.01
+    assert own == {"preset": "light", "visual": {"camera_position_jitter": [0.0, 0.01]}}

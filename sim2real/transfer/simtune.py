@@ -60,6 +60,12 @@ class SimTuneConfig:
     # 60.5 % with the older rates (README, "A gentler fine-tuning in simulation").
     lr: float = 2e-4
     encoder_lr: float = 5e-5
+    # Chance that each surface (tray, table, floor) is textured in the collected worlds; training
+    # uses 0.5. A real camera sees printed, grained, patterned surfaces, never a plain colour: with
+    # every surface textured the three default seeds' sim-tuned policies grasped 58.7 / 61.5 / 65.8 %
+    # in the proxy-real domain against 57.5 / 56.7 / 60.5 % (600 episodes each; README, "Every
+    # surface textured in the fine-tuning"), and as often as before in simulation.
+    texture_probability: float = 1.0
     workers: int = 2
     seed: int = 0
 
@@ -75,6 +81,8 @@ class SimTuneConfig:
             raise ValueError(f"sim_tune.dagger_beta: must be in [0, 1], got {self.dagger_beta!r}")
         for name in ("lr", "encoder_lr"):
             check_number(f"sim_tune.{name}", getattr(self, name), positive=True)
+        if check_number("sim_tune.texture_probability", self.texture_probability, non_negative=True) > 1:
+            raise ValueError(f"sim_tune.texture_probability: must be in [0, 1], got {self.texture_probability!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,6 +108,14 @@ def with_camera(policy: GraspPolicy, camera: Camera) -> GraspPolicy:
     return fresh
 
 
+def with_texture_probability(randomization: str | dict, probability: float) -> dict:
+    """A run's randomization (a preset name or a ``RandomizationConfig.from_dict`` mapping) with every
+    surface textured with ``probability``, as a mapping the environment accepts."""
+    data = {"preset": randomization} if isinstance(randomization, str) else copy.deepcopy(randomization)
+    data["visual"] = {**data.get("visual", {}), "texture_probability": [probability, probability]}
+    return data
+
+
 def sim_tune(policy: GraspPolicy, train_config: dict, camera_info: str | Path, cfg: SimTuneConfig,
              data_dir: str | Path, log: Callable[[str], None] = print) -> tuple[GraspPolicy, dict]:
     """Fine-tune a copy of ``policy`` in simulation seen through the camera in ``camera_info`` (a ROS
@@ -115,8 +131,11 @@ def sim_tune(policy: GraspPolicy, train_config: dict, camera_info: str | Path, c
     t0 = time.perf_counter()
     camera = Camera.from_camera_info(camera_info)
     image_size = int(train_config["image_size"])
-    # The run's own training worlds (objects, randomization), seen through the new camera.
-    env_kwargs = {"image_size": image_size, "randomization": train_config.get("randomization", "full"),
+    # The run's own training worlds (objects, randomization), seen through the new camera, with the
+    # surfaces textured as often as ``cfg.texture_probability`` says.
+    env_kwargs = {"image_size": image_size,
+                  "randomization": with_texture_probability(train_config.get("randomization", "full"),
+                                                            cfg.texture_probability),
                   "objects": "train", "camera": str(camera_info)}
     chunk_size = int(train_config.get("chunk_size", 25))
     tuned = with_camera(policy, camera)
