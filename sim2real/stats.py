@@ -35,16 +35,20 @@ def paired_gain_interval(base, other, groups, seed: int = 0, draws: int = 2000,
     if not len(base) or base.shape != other.shape or groups.shape != base.shape:
         raise ValueError(f"paired_gain_interval: base, other and groups must be equally long and not empty, "
                          f"got {base.shape}, {other.shape}, {groups.shape}")
-    ids = np.unique(groups)
-    rows = [np.flatnonzero(groups == g) for g in ids]
-    rng = np.random.default_rng(seed)
-    gains = np.empty(draws)
-    for k in range(draws):
-        pick = np.concatenate([rows[i] for i in rng.integers(0, len(ids), len(ids))])
-        gains[k] = base[pick].mean() - other[pick].mean()
+    mean_base, mean_other = _resampled_means((base, other), groups, draws, seed)
     tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(gains, [tail, 100 - tail])
+    lo, hi = np.percentile(mean_base - mean_other, [tail, 100 - tail])
     return float(lo), float(hi)
+
+
+def _resampled_means(columns, groups: np.ndarray, draws: int, seed: int) -> list[np.ndarray]:
+    """The bootstrap both paired intervals use: ``draws`` times, as many groups as there are drawn
+    with replacement (a group's rows always together), and each column's mean over their rows.
+    Returns one (draws,) array per column. Per-group sums make it one vectorized draw."""
+    ids, inverse = np.unique(groups, return_inverse=True)
+    pick = np.random.default_rng(seed).integers(0, len(ids), (draws, len(ids)))
+    rows = np.bincount(inverse, minlength=len(ids))[pick].sum(axis=1)
+    return [np.bincount(inverse, c, len(ids))[pick].sum(axis=1) / rows for c in columns]
 
 
 def paired_comparison(a, b, draws: int = 5000, seed: int = 0, level: float = 0.95) -> dict:
@@ -62,9 +66,7 @@ def paired_comparison(a, b, draws: int = 5000, seed: int = 0, level: float = 0.9
         raise ValueError(f"paired_comparison: a and b must be equally long 1-D outcomes, got {a.shape}, {b.shape}")
     if not np.isin(a, (0.0, 1.0)).all() or not np.isin(b, (0.0, 1.0)).all():
         raise ValueError("paired_comparison: outcomes must be 0 or 1")
-    rng = np.random.default_rng(seed)
-    pick = rng.integers(0, len(a), (draws, len(a)))
-    ma, mb = a[pick].mean(axis=1), b[pick].mean(axis=1)
+    ma, mb = _resampled_means((a, b), np.arange(len(a)), draws, seed)  # each episode its own group
     tail = 100 * (1 - level) / 2
     d_lo, d_hi = np.percentile(ma - mb, [tail, 100 - tail])
     ratio = ratio_ci = None
