@@ -40,6 +40,14 @@ def check_number(path: str, value: Any, positive: bool = False, non_negative: bo
     return float(value)
 
 
+def check_probability(path: str, value: Any) -> float:
+    """``value`` as a float if it is a number in [0, 1] (not a bool, not NaN); else ValueError naming
+    ``path``: the one check of the configs' chances and fractions."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"{path}: must be in [0, 1], got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class Dim:
     """One randomization dimension: sampled uniformly from [low, high] when enabled.

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.config import check_int
+from envs.config import check_int, check_probability
 from policies.encoders import EncoderSpec
 from policies.imitation import Buffer, FitConfig, fit
 from policies.policy import CONTROLS, GraspPolicy, ServoLaw, check_grasp_modes
@@ -128,9 +128,7 @@ class TrainConfig:
                      "views_layouts", "views_per_layout"):
             check_int(name, getattr(self, name), 0)
         for name in ("alt_prob", "views_near"):
-            v = getattr(self, name)
-            if not isinstance(v, int | float) or isinstance(v, bool) or not 0 <= v <= 1:
-                raise ValueError(f"{name}: must be in [0, 1], got {v!r}")
+            check_probability(name, getattr(self, name))
         self.dagger_beta = tuple(float(b) for b in self.dagger_beta)
         if len(self.dagger_beta) < self.dagger_rounds or any(not 0 <= b <= 1 for b in self.dagger_beta):
             raise ValueError(f"dagger_beta: need {self.dagger_rounds} values in [0, 1], got {self.dagger_beta!r}")

@@ -33,6 +33,7 @@ from envs.config import (
     VisualRandomization,
     check_int,
     check_number,
+    check_probability,
 )
 from envs.corruptions import (
     ColorJitter,
@@ -895,4 +896,23 @@ def test_check_number_is_the_one_number_rule_of_every_config():
                         (lambda: FitConfig(lr=float("inf")), "fit lr: must be a non-negative number"),
                         (lambda: ServoLaw(aim=True), "servo.aim: must be a non-negative number, got True")):
         with pytest.raises(ValueError, match=field):
+            make()
+
+
+def test_check_probability_is_the_one_rule_of_every_chance():
+    """``check_probability`` takes numbers in [0, 1] and refuses bools, strings, NaN and values
+    outside; the training and sim-tune configs' chances use it (sim_tune.dagger_beta refused
+    ``True`` only once it did)."""
+    from policies.train import TrainConfig
+    from sim2real.transfer.simtune import SimTuneConfig
+
+    assert check_probability("p", 0) == 0.0 and check_probability("p", 1) == 1.0
+    for value in (True, "0.5", float("nan"), -0.01, 1.01):
+        with pytest.raises(ValueError, match=rf"^p: must be in \[0, 1\], got {re.escape(repr(value))}$"):
+            check_probability("p", value)
+    for make, field in ((lambda: TrainConfig(alt_prob=True), "alt_prob"),
+                        (lambda: TrainConfig(views_near=1.5), "views_near"),
+                        (lambda: SimTuneConfig(dagger_beta=True), "sim_tune.dagger_beta"),
+                        (lambda: SimTuneConfig(texture_probability=float("nan")), "sim_tune.texture_probability")):
+        with pytest.raises(ValueError, match=rf"^{field}: must be in \[0, 1\]"):
             make()

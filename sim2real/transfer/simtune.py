@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from envs.camera import Camera
-from envs.config import check_int, check_number
+from envs.config import check_int, check_number, check_probability
 from policies.encoders import EncoderSpec
 from policies.policy import GraspPolicy
 
@@ -77,12 +77,10 @@ class SimTuneConfig:
             check_int(f"sim_tune.{name}", getattr(self, name), 1)
         if self.expert_episodes + self.views_layouts + self.dagger_episodes == 0:
             raise ValueError("sim_tune: nothing to collect (expert_episodes, views_layouts and dagger_episodes are 0)")
-        if not 0 <= self.dagger_beta <= 1:
-            raise ValueError(f"sim_tune.dagger_beta: must be in [0, 1], got {self.dagger_beta!r}")
+        for name in ("dagger_beta", "texture_probability"):
+            check_probability(f"sim_tune.{name}", getattr(self, name))
         for name in ("lr", "encoder_lr"):
             check_number(f"sim_tune.{name}", getattr(self, name), positive=True)
-        if check_number("sim_tune.texture_probability", self.texture_probability, non_negative=True) > 1:
-            raise ValueError(f"sim_tune.texture_probability: must be in [0, 1], got {self.texture_probability!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
