@@ -151,6 +151,9 @@ class VisualRandomization(_Group):
     floor_color: Dim = _dim(0, 1, 0, 0, 1)            # random hue of the floor
     texture_probability: Dim = _dim(0.5, 0.5, 0.0, 0, 1)  # chance a surface gets a texture
     photo_texture_fraction: Dim = _dim(0.5, 0.5, 0.0, 0, 1)  # of textured surfaces, share of photos
+    # Of textured surfaces, share wearing a patch of the target camera's own images; only in an env
+    # given some (EnvConfig.target_textures: the simulation fine-tuning for a real camera).
+    target_texture_fraction: Dim = _dim(0.5, 0.5, 0.0, 0, 1)
     light_azimuth: Dim = _dim(-math.pi, math.pi, 0.9)  # rad, direction of the light around z
     light_elevation: Dim = _dim(0.5, 1.45, 1.2, 0.0, math.pi / 2)  # rad above the horizon
     light_color_jitter: Dim = _dim(0.0, 0.25, 0.0, 0, 1)  # max deviation of each RGB channel from 1
@@ -284,6 +287,9 @@ class EnvConfig:
         model); for measuring where a policy's transfer gap comes from (``scripts/evaluate.py
         --proxy-without``). Only with domain="proxy_real".
     num_objects: (min, max) objects in the tray per episode.
+    target_textures: a folder of PNG textures cut from the target camera's own images
+        (``envs.textures.cut_textures``), worn by the share ``randomization.visual.
+        target_texture_fraction`` of the textured surfaces; None: the training pool only.
     world_refresh: episodes between full world rebuilds, when a new pool of objects is loaded.
     """
 
@@ -303,6 +309,7 @@ class EnvConfig:
     observation: str = "pixels"
     domain: str = "sim"
     proxy_without: tuple[str, ...] = ()
+    target_textures: str | None = None
     randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
 
     def __post_init__(self) -> None:
@@ -329,6 +336,9 @@ class EnvConfig:
         object.__setattr__(self, "proxy_without", tuple(parts))
         if parts and self.domain != "proxy_real":
             raise ValueError(f"proxy_without: only with domain='proxy_real', got domain={self.domain!r}")
+        if self.target_textures is not None and (not isinstance(self.target_textures, str)
+                                                 or not self.target_textures):
+            raise ValueError(f"target_textures: must be a folder path or None, got {self.target_textures!r}")
         self.randomization.validate()
 
     @property

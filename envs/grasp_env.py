@@ -36,6 +36,7 @@ from envs.randomization import EpisodeParams, Randomizer
 from envs.robot import FINGER_JOINTS, MAX_OPENING, Panda
 from envs.scene import TRAY_CENTER, TRAY_FLOOR_Z, Scene
 from envs.sim import Sim
+from envs.textures import target_texture_files
 
 OBJECT_FEATURES = 11
 OPEN_ACTION = np.array([0, 0, 0, 0, 1], dtype=np.float32)
@@ -95,7 +96,8 @@ class GraspEnv(gym.Env):
                               f"randomization dimensions have no effect: {', '.join(ignored)}",
                               RuntimeWarning, stacklevel=2)
         self.scene = Scene(self.sim)
-        self.randomizer = Randomizer(self.config.randomization, self.base_camera)
+        targets = () if self.config.target_textures is None else target_texture_files(self.config.target_textures)
+        self.randomizer = Randomizer(self.config.randomization, self.base_camera, targets)
         self.robot: Panda | None = None
         self.object_ids = catalogue.object_ids(self.config.objects)
 

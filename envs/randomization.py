@@ -47,9 +47,16 @@ def _hsv(h: float, s: float, v: float) -> tuple[float, float, float, float]:
 
 
 class Randomizer:
-    def __init__(self, config: RandomizationConfig, base_camera: Camera) -> None:
+    """target_textures: PNG paths of textures cut from the target camera's images
+    (``EnvConfig.target_textures``); textured surfaces wear one with the chance
+    ``visual.target_texture_fraction``. None given, no random number is drawn for them, so the
+    training worlds of a seed stay what they were."""
+
+    def __init__(self, config: RandomizationConfig, base_camera: Camera,
+                 target_textures: list[str] | tuple[str, ...] = ()) -> None:
         self.config = config
         self.base_camera = base_camera
+        self.target_textures = tuple(target_textures)
 
     def load_textures(self, scene: Scene) -> None:
         files = texture_files()
@@ -57,6 +64,8 @@ class Randomizer:
             for i, path in enumerate(files[kind]):
                 scene.sim.load_texture(f"{kind}_{i}", path)
         scene.sim.load_texture("white", _white_texture())
+        for i, path in enumerate(self.target_textures):
+            scene.sim.load_texture(f"target_{i}", path)
 
     def sample(self, scene: Scene, objects: list[str], rng: np.random.Generator) -> EpisodeParams:
         v, ph, c = self.config.visual, self.config.physics, self.config.control
@@ -75,8 +84,11 @@ class Randomizer:
                                  if dim.enabled else NOMINAL_COLORS[surface])
             texture = "white"
             if rng.random() < v.texture_probability.sample(rng):
-                kind = "photo" if rng.random() < v.photo_texture_fraction.sample(rng) else "procedural"
-                texture = f"{kind}_{int(rng.integers(len(files[kind])))}"
+                if self.target_textures and rng.random() < v.target_texture_fraction.sample(rng):
+                    texture = f"target_{int(rng.integers(len(self.target_textures)))}"
+                else:
+                    kind = "photo" if rng.random() < v.photo_texture_fraction.sample(rng) else "procedural"
+                    texture = f"{kind}_{int(rng.integers(len(files[kind])))}"
                 # A texture shows its own colours; a light tint keeps some colour variation.
                 p.colors[surface] = tuple(0.6 + 0.4 * np.asarray(p.colors[surface][:3])) + (1.0,)
             p.textures[surface] = texture

@@ -140,3 +140,53 @@ def texture_files() -> dict[str, list[str]]:
     root = Path(pybullet_data.getDataPath())
     photos = [str(root / p) for p in PHOTOS if (root / p).exists()]
     return {"procedural": procedural, "photo": photos}
+
+
+def cut_textures(images: np.ndarray, count: int, rng: np.random.Generator,
+                 side: tuple[float, float] = (0.25, 0.6)) -> np.ndarray:
+    """``count`` square patches cut at random places of random ``images`` ((N, H, W, 3) uint8 RGB: the
+    target camera's own frames), each ``side`` (a fraction of the shorter image side, uniform in the
+    range) across, resized to TEXTURE_SIZE: (count, TEXTURE_SIZE, TEXTURE_SIZE, 3) uint8 RGB.
+
+    Why: a real camera's table, tray and floor are one particular set of surfaces, and a few hundred of
+    its frames show them. Worn by the simulator's surfaces (``EnvConfig.target_textures``), they teach
+    the policy that this look is background. The patches also catch bits of objects and gripper, as a
+    printed or cluttered surface would."""
+    if images.ndim != 4 or images.shape[-1] != 3 or len(images) == 0:
+        raise ValueError(f"cut_textures: need (N, H, W, 3) images with N >= 1, got shape {images.shape}")
+    lo, hi = side
+    if not 0 < lo <= hi <= 1:
+        raise ValueError(f"cut_textures: side must be fractions 0 < low <= high <= 1, got {side!r}")
+    out = np.empty((count, TEXTURE_SIZE, TEXTURE_SIZE, 3), np.uint8)
+    h, w = images.shape[1:3]
+    for k in range(count):
+        s = max(2, int(rng.uniform(lo, hi) * min(h, w)))
+        y, x = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+        patch = images[int(rng.integers(len(images))), y:y + s, x:x + s]
+        out[k] = cv2.resize(patch, (TEXTURE_SIZE, TEXTURE_SIZE), interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+def write_textures(textures: np.ndarray, folder: str | Path) -> list[str]:
+    """Write (K, S, S, 3) uint8 RGB textures as ``folder``/texture_NNN.png (the folder must not hold
+    any yet); returns their paths, the form ``EnvConfig.target_textures`` reads."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if any(folder.glob("*.png")):
+        raise FileExistsError(f"{folder}: already holds textures; refusing to mix or overwrite them")
+    paths = []
+    for k, texture in enumerate(textures):
+        path = folder / f"texture_{k:03d}.png"
+        cv2.imwrite(str(path), np.ascontiguousarray(texture[:, :, ::-1]))
+        paths.append(str(path))
+    return paths
+
+
+def target_texture_files(folder: str | Path) -> list[str]:
+    """The PNG textures in ``folder`` (``EnvConfig.target_textures``), sorted; ValueError naming the
+    folder when it is missing or holds none."""
+    paths = sorted(str(p) for p in Path(folder).glob("*.png"))
+    if not paths:
+        raise ValueError(f"target_textures: {folder}: no PNG textures there"
+                         + ("" if Path(folder).is_dir() else " (no such folder)"))
+    return paths

@@ -916,3 +916,32 @@ def test_check_probability_is_the_one_rule_of_every_chance():
                         (lambda: SimTuneConfig(texture_probability=float("nan")), "sim_tune.texture_probability")):
         with pytest.raises(ValueError, match=rf"^{field}: must be in \[0, 1\]"):
             make()
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.0])
+def test_target_texture_fraction(make, tmp_path, fraction):
+    """Surfaces wear the target camera's textures (EnvConfig.target_textures) as often as the fraction
+    says, and show them."""
+    from envs.textures import cut_textures, write_textures
+
+    frames = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3)).astype(np.uint8)
+    write_textures(cut_textures(frames, 4, np.random.default_rng(0)), tmp_path / "target")
+    spec = {"preset": "none", "visual": {"texture_probability": [1.0, 1.0],
+                                         "target_texture_fraction": [fraction, fraction]}}
+    env = make(spec, target_textures=str(tmp_path / "target"))
+    env.reset(seed=SEEDS[0])
+    keys = [env.params.textures[s] for s in ("tray", "table", "floor")]
+    if fraction == 1.0:
+        assert all(re.fullmatch(r"target_[0-3]", k) for k in keys), keys
+        before = _overview(env)
+        env.sim.set_color("tray", env.params.colors["tray"], texture="white")
+        assert _changed_pixels(before, _overview(env)) > 30, "the tray showed no target texture"
+    else:
+        assert all(re.fullmatch(r"(photo|procedural)_\d+", k) for k in keys), keys
+
+
+def test_target_textures_folder_is_checked(tmp_path):
+    with pytest.raises(ValueError, match="no such folder"):
+        _new_env("none", target_textures=str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="target_textures: must be a folder path"):
+        EnvConfig(target_textures=3)

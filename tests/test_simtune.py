@@ -12,13 +12,15 @@ import yaml
 
 from envs.camera import Camera
 from envs.config import RandomizationConfig
+from envs.textures import target_texture_files
 from policies.encoders import EncoderSpec
 from policies.policy import GraspPolicy
 from sim2real.data.episodes import read_dataset
 from sim2real.transfer.simtune import CAMERA_BUFFERS, SimTuneConfig, sim_tune, with_camera
 
 MOVED = Camera().perturbed(np.array([0.02, -0.02, 0.01]), np.array([0.03, -0.02, 0.0]), 1.03)
-TINY = dict(expert_episodes=2, views_layouts=2, views_per_layout=2, dagger_episodes=2, steps=3, batch=8, workers=1)
+TINY = dict(expert_episodes=2, views_layouts=2, views_per_layout=2, dagger_episodes=2, steps=3, batch=8, workers=1,
+            target_textures=4)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,12 @@ def test_with_camera_leaves_a_policy_without_a_camera_as_it_is():
 def test_sim_tune_collects_through_the_new_camera_and_fits(policy, moved_yaml, tmp_path):
     cfg = SimTuneConfig(**TINY)
     train_config = {"image_size": 32, "randomization": "full", "chunk_size": 2}
-    tuned, info = sim_tune(policy, train_config, moved_yaml, cfg, tmp_path / "data", log=lambda _m: None)
+    frames = np.random.default_rng(0).integers(0, 255, (5, 32, 32, 3)).astype(np.uint8)
+    tuned, info = sim_tune(policy, train_config, moved_yaml, cfg, tmp_path / "data", log=lambda _m: None,
+                           target_images=frames)
+    folder = str(tmp_path / "data" / "target_textures")
+    assert info["target_textures"] == {"textures": 4, "from_images": 5, "folder": folder}
+    assert len(target_texture_files(folder)) == 4
     assert tuned.spec.camera == Camera.from_camera_info(moved_yaml).to_dict()
     assert not tuned.training
     changed = [n for n, p in tuned.named_parameters() if not torch.equal(p, policy.state_dict()[n])]
@@ -77,6 +84,9 @@ def test_sim_tune_collects_through_the_new_camera_and_fits(policy, moved_yaml, t
         rand = RandomizationConfig.coerce(ds.meta["env"]["randomization"])
         assert (rand.visual.texture_probability.low, rand.visual.texture_probability.high) == (1.0, 1.0)
         assert rand.physics == RandomizationConfig.preset("full").physics
+        # Half the textured surfaces wear the real camera's patches, kept beside the data.
+        assert ds.meta["env"]["target_textures"] == folder
+        assert (rand.visual.target_texture_fraction.low, rand.visual.target_texture_fraction.high) == (0.5, 0.5)
     # The policy it started from is untouched.
     assert policy.spec.camera == Camera().to_dict()
 
@@ -87,7 +97,8 @@ def test_sim_tune_collects_through_the_new_camera_and_fits(policy, moved_yaml, t
     ({"expert_episodes": 0, "views_layouts": 0, "dagger_episodes": 0}, "nothing to collect"), ({"lr": 0.0}, "lr"),
     ({"lr": float("inf")}, "lr"), ({"encoder_lr": float("nan")}, "encoder_lr"), ({"encoder_lr": True}, "encoder_lr"),
     ({"texture_probability": 1.5}, "texture_probability"), ({"texture_probability": -0.1}, "texture_probability"),
-    ({"texture_probability": True}, "texture_probability")])
+    ({"texture_probability": True}, "texture_probability"), ({"target_textures": -1}, "target_textures"),
+    ({"target_texture_fraction": 1.5}, "target_texture_fraction")])
 def test_sim_tune_config_rejects_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SimTuneConfig(**kwargs)
@@ -108,11 +119,15 @@ def test_adapt_run_sim_tunes_for_a_disagreeing_calibration(fake_run, real_datase
                         log=lambda _m: None)
     assert summary["sim_tune"] is not None and summary["sim_tune"]["rows"] > 0
     assert "untuned_val" in summary["sim_tune"]
+    # The real frames outside the held-out episodes (labelled or not) lent their surfaces.
+    rows = len(read_dataset(real_dataset, image_size=32, load_alt=False))
+    assert 0 < summary["sim_tune"]["target_textures"]["from_images"] < rows
     assert "fine-tuned in simulation" in summary["camera_check"]
     adapted = GraspPolicy.load(tmp_path / "adapted" / "policy.pt")
     assert adapted.spec.camera == Camera.from_camera_info(moved_yaml).to_dict()
     assert (tmp_path / "adapted" / "data" / "sim_tune" / "dagger" / "dataset.json").is_file()
-    assert "Simulation fine-tuning" in (tmp_path / "adapted" / "report.md").read_text()
+    report = (tmp_path / "adapted" / "report.md").read_text()
+    assert "Simulation fine-tuning" in report and "4 patches cut from" in report
     spec = json.loads((tmp_path / "adapted" / "policy.json").read_text())
     assert spec["camera"] == Camera.from_camera_info(moved_yaml).to_dict()
     assert json.loads((tmp_path / "adapted" / "config.json").read_text())["adapt"]["sim_tuned"] is True
@@ -189,3 +204,11 @@ def test_with_texture_probability_overrides_only_the_texture_chance():
     mixed = RandomizationConfig.coerce(with_texture_probability(own, 0.8))
     assert mixed.visual.texture_probability.high == 0.8 and mixed.visual.camera_position_jitter.high == 0.01
     assert own == {"preset": "light", "visual": {"camera_position_jitter": [0.0, 0.01]}}
+
+
+def test_with_texture_probability_sets_the_target_share_only_when_given():
+    from sim2real.transfer.simtune import with_texture_probability
+
+    both = RandomizationConfig.coerce(with_texture_probability("full", 1.0, 0.3))
+    assert both.visual.target_texture_fraction.low == both.visual.target_texture_fraction.high == 0.3
+    assert "target_texture_fraction" not in with_texture_probability("full", 1.0)["visual"]

@@ -47,3 +47,48 @@ def test_texture_files_are_written_once_and_complete(tmp_path, monkeypatch):
         assert {p: (tmp_path / p).stat().st_mtime_ns for p in files["procedural"]} == stamp
     finally:
         textures.texture_files.cache_clear()
+
+
+def _frames(n: int = 3, size: int = 48) -> np.ndarray:
+    """Frames whose every pixel says where it came from: R = column, G = row, B = frame index."""
+    y, x = np.mgrid[0:size, 0:size]
+    return np.stack([np.stack([x * 5, y * 5, np.full_like(x, 40 * k)], axis=-1) for k in range(n)]).astype(np.uint8)
+
+
+def test_cut_textures_are_patches_of_the_given_frames():
+    frames = _frames()
+    cut = textures.cut_textures(frames, 12, np.random.default_rng(0), side=(0.25, 0.5))
+    assert cut.shape == (12, TEXTURE_SIZE, TEXTURE_SIZE, 3) and cut.dtype == np.uint8
+    for patch in cut:
+        # One frame (constant blue), a square window 12-24 px across (columns and rows span that range).
+        assert patch[..., 2].min() == patch[..., 2].max() and patch[0, 0, 2] in (0, 40, 80)
+        cols = (patch[..., 0].max() - patch[..., 0].min()) / 5 + 1
+        rows = (patch[..., 1].max() - patch[..., 1].min()) / 5 + 1
+        assert 11 <= cols <= 25 and abs(cols - rows) <= 1.5, (cols, rows)
+    # Seeded: the same generator gives the same patches; another gives others, from more than one frame.
+    assert np.array_equal(cut, textures.cut_textures(frames, 12, np.random.default_rng(0), side=(0.25, 0.5)))
+    assert len({int(p[0, 0, 2]) for p in cut}) > 1
+
+
+@pytest.mark.parametrize("images, side, message", [
+    (np.zeros((0, 8, 8, 3), np.uint8), (0.25, 0.5), "N >= 1"), (np.zeros((8, 8, 3), np.uint8), (0.25, 0.5), "shape"),
+    (np.zeros((2, 8, 8, 3), np.uint8), (0.0, 0.5), "side"), (np.zeros((2, 8, 8, 3), np.uint8), (0.6, 0.5), "side")])
+def test_cut_textures_refuses_bad_input(images, side, message):
+    with pytest.raises(ValueError, match=message):
+        textures.cut_textures(images, 2, np.random.default_rng(0), side=side)
+
+
+def test_written_target_textures_read_back_and_are_never_overwritten(tmp_path):
+    cut = textures.cut_textures(_frames(), 3, np.random.default_rng(1))
+    paths = textures.write_textures(cut, tmp_path / "t")
+    assert textures.target_texture_files(tmp_path / "t") == paths and len(paths) == 3
+    import cv2
+
+    assert np.array_equal(cv2.imread(paths[1])[:, :, ::-1], cut[1])  # RGB in, the same RGB back
+    with pytest.raises(FileExistsError, match="already holds textures"):
+        textures.write_textures(cut, tmp_path / "t")
+    with pytest.raises(ValueError, match="no such folder"):
+        textures.target_texture_files(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no PNG textures"):
+        textures.target_texture_files(tmp_path / "empty")

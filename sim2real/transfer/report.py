@@ -100,9 +100,11 @@ def write_markdown(path: Path, summary: dict[str, Any]) -> None:
                               + (f" ({c['success_rate']:.0%} success)" if "success_rate" in c else "")
                               for m, c in tune["collected"].items())
         lines += ["## Simulation fine-tuning for the real calibration", "",
-                  f"Before any real row was used, the policy was fine-tuned in simulation seen through "
-                  f"`{tune['camera_info']}` ({collected}; {tune['rows']} rows, {tune['seconds']:.0f} s). "
-                  f"The strategies above start from it (zero_shot is it, untouched by real data)."]
+                  f"Before any real label was used, the policy was fine-tuned in simulation seen through "
+                  f"`{tune['camera_info']}` ({collected}; {tune['rows']} rows, {tune['seconds']:.0f} s)"
+                  + (f"; its worlds' surfaces wore {tt['textures']} patches cut from {tt['from_images']} real "
+                     f"images outside the held-out episodes" if (tt := tune.get("target_textures")) else "")
+                  + ". The strategies above start from it (zero_shot is it, untouched by real labels)."]
         before = tune.get("untuned_val") or {}
         if before.get("rows"):
             lines.append(f"The run's policy before it, on the same held-out rows: grasp error "
