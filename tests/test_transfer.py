@@ -115,6 +115,13 @@ def test_rows_without_a_grasp_label_train_the_gripper_keypoint_outside_the_held_
     assert np.isnan(kp[:, 0]).all() and np.isfinite(kp[:, 1]).any()  # no grasp point, but the gripper
 
 
+def test_rows_outside_the_held_out_episodes_are_every_other_row(ds, real):
+    rows = real.outside_val
+    assert not set(ds.episode[rows]) & set(ds.episode[real.val])
+    assert len(rows) + int(np.isin(ds.episode, ds.episode[real.val]).sum()) == len(ds)
+    assert set(real.train) <= set(rows) and set(real.gripper_only) <= set(rows)
+
+
 def test_split_is_seeded(ds):
     a, b = split_real(ds, 64, CAMERA, 0.25, seed=3), split_real(ds, 64, CAMERA, 0.25, seed=3)
     np.testing.assert_array_equal(a.train, b.train)

@@ -122,6 +122,11 @@ class RealData:
     def all_rows(self) -> np.ndarray:
         return np.arange(len(self.episode))
 
+    @property
+    def outside_val(self) -> np.ndarray:
+        """Every row (labelled or not) outside the held-out episodes: what may be learned from."""
+        return np.flatnonzero(~np.isin(self.episode, self.episode[self.val]))
+
 
 def to_arrays(ds: Dataset, image_size: int, camera: dict | None) -> dict[str, np.ndarray]:
     """A ``Dataset`` as training arrays. A failed grasp's pose is not a place to grasp: its rows keep

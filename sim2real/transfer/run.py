@@ -117,9 +117,9 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
         log(f"fine-tuning in simulation through the real calibration {camera_info}")
         untuned = evaluate_offline(sim_policy, real.arrays, real.val) if len(real.val) else {"rows": 0}
         # The real frames outside the held-out episodes lend the simulated worlds their surfaces.
-        outside = ~np.isin(real.episode, np.unique(real.episode[real.val]))
         sim_policy, tune_info = sim_tune(sim_policy, train_cfg, camera_info, SimTuneConfig(seed=cfg.seed),
-                                         dest / "data" / "sim_tune", log, target_images=real.arrays["images"][outside])
+                                         dest / "data" / "sim_tune", log,
+                                         target_images=real.arrays["images"][real.outside_val])
         tune_info["untuned_val"] = untuned
         # Rehearsal, DANN/CORAL and forgetting now use simulated rows seen through the new camera.
         source = sim_arrays(dest.path, cfg.sim_rows, image_size, camera, cfg.seed) or source
