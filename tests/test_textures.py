@@ -49,6 +49,42 @@ def test_texture_files_are_written_once_and_complete(tmp_path, monkeypatch):
         textures.texture_files.cache_clear()
 
 
+def test_photos_are_shrunk_copies_of_the_shipped_images(tmp_path, monkeypatch):
+    """PyBullet copies a texture's pixels at every swap, so the photographs are loaded shrunk: the
+    same picture (texels of the original, not averages), longest side PHOTO_MAX_SIDE, aspect kept,
+    written once."""
+    import cv2
+    import pybullet_data
+
+    monkeypatch.setenv("SIM2REAL_CACHE", str(tmp_path))
+    textures.texture_files.cache_clear()
+    try:
+        photos = textures.texture_files()["photo"]
+        assert len(photos) == len(textures.PHOTOS)
+        for path, name in zip(photos, textures.PHOTOS, strict=True):
+            assert path.startswith(str(tmp_path))
+            small = cv2.imread(path)
+            shipped = cv2.imread(f"{pybullet_data.getDataPath()}/{name}")
+            assert max(small.shape[:2]) == min(textures.PHOTO_MAX_SIDE, max(shipped.shape[:2])), name
+            assert abs(small.shape[0] / small.shape[1] - shipped.shape[0] / shipped.shape[1]) < 0.02, name
+            # The same picture, and its own texels: decimating the shipped image gives it exactly,
+            # and it keeps the fine-scale contrast that averaging would smooth away.
+            ref = cv2.resize(shipped, small.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+            assert np.array_equal(ref, small), name
+            if max(shipped.shape[:2]) > textures.PHOTO_MAX_SIDE:
+                smooth = cv2.resize(shipped, small.shape[1::-1], interpolation=cv2.INTER_AREA)
+                def contrast(image):
+                    return np.abs(np.diff(image.astype(int), axis=1)).mean()
+
+                assert contrast(small) > contrast(smooth), name
+        stamp = [(tmp_path / p).stat().st_mtime_ns for p in photos]
+        textures.texture_files.cache_clear()
+        assert textures.texture_files()["photo"] == photos
+        assert [(tmp_path / p).stat().st_mtime_ns for p in photos] == stamp
+    finally:
+        textures.texture_files.cache_clear()
+
+
 def _frames(n: int = 3, size: int = 48) -> np.ndarray:
     """Frames whose every pixel says where it came from: R = column, G = row, B = frame index."""
     y, x = np.mgrid[0:size, 0:size]
