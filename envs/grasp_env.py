@@ -260,12 +260,16 @@ class GraspEnv(gym.Env):
         return self.sim.render(i.width, i.height, camera.view_matrix(), camera.projection_matrix(),
                                light or self.params.light)
 
-    def render_alternative(self, rng: np.random.Generator, return_camera: bool = False):
+    def render_alternative(self, rng: np.random.Generator, return_camera: bool = False,
+                           restore: bool = True):
         """The current world state as the policy camera would see it under a *different*, freshly
         sampled appearance (colours, textures, light, camera jitter, sensor corruption), uint8
         (S, S, 3); with ``return_camera`` also the (jittered) ``Camera`` that took it. For
-        randomization-invariance pairs; the episode's own appearance is restored and the env's
-        generators are not touched (``rng`` is the caller's)."""
+        randomization-invariance pairs; the env's generators are not touched (``rng`` is the
+        caller's). The episode's own appearance is restored unless ``restore`` is False: then the
+        scene keeps the alternative colours and textures until the next ``reset`` or alternative
+        render, for a caller that renders nothing else in between (view collection; a restore
+        re-copies every photograph's pixels, ``envs.textures.PHOTO_MAX_SIDE``)."""
         alt = self.randomizer.sample(self.scene, list(self.scene.active), rng)
         self.randomizer.apply_appearance(self.scene, alt)
         try:
@@ -276,7 +280,8 @@ class GraspEnv(gym.Env):
             image = alt.sensor(image, rng)
             return (image, camera) if return_camera else image
         finally:
-            self.randomizer.apply_appearance(self.scene, self.params)
+            if restore:
+                self.randomizer.apply_appearance(self.scene, self.params)
 
     def render(self):
         """A clean (uncorrupted) RGB view from this episode's camera at ``render_size``."""

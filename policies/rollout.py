@@ -138,8 +138,8 @@ class _Recorder:
     """Per-step rows of one episode: observation, executed action, the expert's label and its
     privileged targets, and (with probability ``alt_prob``) a render under another randomization."""
 
-    def __init__(self, genv, expert, alt_prob: float, rng: np.random.Generator) -> None:
-        self.genv, self.expert, self.alt_prob, self.rng = genv, expert, alt_prob, rng
+    def __init__(self, genv, expert, alt_prob: float, rng: np.random.Generator, restore: bool = True) -> None:
+        self.genv, self.expert, self.alt_prob, self.rng, self.restore = genv, expert, alt_prob, rng, restore
         self.rows: dict[str, list] = {k: [] for k in ("images", "proprio", "action", "expert_action", "object",
                                                       "grasp", "image_points", "object_points", "images_alt",
                                                       "has_alt")}
@@ -159,7 +159,8 @@ class _Recorder:
         rows["image_points"].append(image_points(camera, targets[1][:3] if targets else None, obs["proprio"][:3]))
         rows["object_points"].append(object_points(camera, self.genv))
         alt = self.alt_prob > 0 and self.rng.random() < self.alt_prob
-        rows["images_alt"].append(self.genv.render_alternative(self.rng) if alt else np.zeros_like(obs["image"]))
+        rows["images_alt"].append(self.genv.render_alternative(self.rng, restore=self.restore) if alt
+                                  else np.zeros_like(obs["image"]))
         rows["has_alt"].append(alt)
 
     def episode(self, **fields) -> Episode:
@@ -225,7 +226,10 @@ def _views(env, expert, chunk: Chunk, rng: np.random.Generator, seed: int | None
     env.reset(seed=seed)
     genv = env.unwrapped
     objects = _objects(genv)
-    recorder = _Recorder(genv, expert, chunk.alt_prob, rng)
+    # Only the first view shows the layout's own appearance (rendered at reset); every later one
+    # draws a fresh appearance, so nothing is restored in between and no own-appearance image is
+    # rendered for them (identical data, about a sixth less view-collection time).
+    recorder = _Recorder(genv, expert, chunk.alt_prob, rng, restore=False)
     on_tray = [genv.privileged_state()[n]["position"][:2] for n in genv.scene.active]
     for k in range(chunk.views):
         pose = rng.uniform(VIEW_LOW, VIEW_HIGH)
@@ -240,10 +244,12 @@ def _views(env, expert, chunk: Chunk, rng: np.random.Generator, seed: int | None
         expert.reset()
         label = expert.act()  # plans (nearest first, no rehearsal) from this pose
         genv.params.sensor.reset()  # no frame delay / drop across teleports
-        obs = genv._observation()
         camera = None  # the layout's own
-        if k > 0:  # every further view of the layout under a fresh appearance: cheap diversity
-            obs["image"], camera = genv.render_alternative(rng, return_camera=True)
+        if k == 0:
+            obs = genv._observation()
+        else:  # every further view of the layout under a fresh appearance: cheap diversity
+            image, camera = genv.render_alternative(rng, return_camera=True, restore=False)
+            obs = {"image": image, "proprio": genv.robot.proprio()}
         recorder.add(obs, label, camera=camera)
     ep = recorder.episode(success=None, source="sim-views", seed=seed, objects=objects)
     return Result(success=False, steps=chunk.views, episode=ep, seed=seed, objects=objects)

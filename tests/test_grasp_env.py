@@ -386,3 +386,21 @@ def test_close_is_idempotent():
     env.reset(seed=0)
     env.close()
     env.close()
+
+
+def test_render_alternative_restores_the_episode_appearance_unless_told_not_to(make):
+    env = make(image_size=32, randomization="full", disable_env_checker=True)
+    env.reset(seed=11)
+    g = env.unwrapped
+    own = g.render_camera(g.camera)
+    # Another appearance (the caller's generator), and the env's own generators untouched.
+    state = g.np_random.bit_generator.state
+    alt = g.render_alternative(np.random.default_rng(0))
+    assert alt.shape == own.shape and not np.array_equal(alt, own)
+    assert g.np_random.bit_generator.state == state
+    np.testing.assert_array_equal(g.render_camera(g.camera), own)  # restored
+    # Without the restore the scene keeps the alternative colours and textures until a reset.
+    g.render_alternative(np.random.default_rng(0), restore=False)
+    assert not np.array_equal(g.render_camera(g.camera), own)
+    env.reset(seed=11)
+    np.testing.assert_array_equal(g.render_camera(g.camera), own)

@@ -123,6 +123,23 @@ def test_near_views_put_the_gripper_low_beside_an_object(near):
     assert low.all() if near == 1.0 else low.mean() < 0.7
 
 
+def test_views_are_the_same_without_restoring_the_layouts_appearance(monkeypatch):
+    """View collection skips the episode-appearance restore after each alternative render (every
+    later view draws a whole new appearance): the data must be what restoring every time gives."""
+    from envs.grasp_env import GraspEnv
+
+    chunk = make_chunks(7, 3, 3, tag=5, env_kwargs=ENV, mode="views", views=4, alt_prob=0.5)[0]
+    lazy = [r.episode for r in run_chunk(chunk)]
+    original = GraspEnv.render_alternative
+    monkeypatch.setattr(GraspEnv, "render_alternative",
+                        lambda self, rng, return_camera=False, restore=True: original(self, rng, return_camera))
+    restored = [r.episode for r in run_chunk(chunk)]
+    assert sum(int(e.has_alt.sum()) for e in lazy) > 0
+    for a, b in zip(lazy, restored, strict=True):
+        for field in ("images", "images_alt", "proprio", "expert_action", "image_points", "object_points"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+
+
 def test_eval_needs_a_policy():
     chunk = make_chunks(0, 1, 1, tag=3, env_kwargs=ENV, mode="eval")[0]
     with pytest.raises(ValueError, match="needs a policy"):
