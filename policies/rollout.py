@@ -228,7 +228,7 @@ def _views(env, expert, chunk: Chunk, rng: np.random.Generator, seed: int | None
     objects = _objects(genv)
     # Only the first view shows the layout's own appearance (rendered at reset); every later one
     # draws a fresh appearance, so nothing is restored in between and no own-appearance image is
-    # rendered for them (identical data, about a sixth less view-collection time).
+    # rendered for them (identical data, about a fifth less view-collection time).
     recorder = _Recorder(genv, expert, chunk.alt_prob, rng, restore=False)
     on_tray = [genv.privileged_state()[n]["position"][:2] for n in genv.scene.active]
     for k in range(chunk.views):
