@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -142,24 +143,28 @@ def texture_files() -> dict[str, list[str]]:
     cache.mkdir(parents=True, exist_ok=True)
     procedural = []
     for i in range(NUM_PROCEDURAL):
-        path = cache / f"procedural_{i:02d}.png"
-        if not path.exists():
-            # Write under a unique name, then rename: parallel workers never see half a file.
-            tmp = cache / f".{path.name}.{os.getpid()}.png"
-            cv2.imwrite(str(tmp), _procedural(i)[:, :, ::-1])
-            os.replace(tmp, path)
-        procedural.append(str(path))
+        procedural.append(_write_once(cache / f"procedural_{i:02d}.png", lambda i=i: _procedural(i)[:, :, ::-1]))
     root = Path(pybullet_data.getDataPath())
     photos = [_shrunk(root / p, cache) for p in PHOTOS if (root / p).exists()]
     return {"procedural": procedural, "photo": photos}
 
 
+def _write_once(path: Path, make_bgr: Callable[[], np.ndarray]) -> str:
+    """Write the BGR image ``make_bgr()`` to ``path`` unless it is already there; the path.
+    Written under a unique name, then renamed: parallel workers never see half a file."""
+    if not path.exists():
+        tmp = path.parent / f".{path.name}.{os.getpid()}.png"
+        if not cv2.imwrite(str(tmp), make_bgr()):
+            raise OSError(f"{tmp}: could not write a texture (texture cache)")
+        os.replace(tmp, path)
+    return str(path)
+
+
 def _shrunk(source: Path, cache: Path) -> str:
     """``source`` with its longest side at most ``PHOTO_MAX_SIDE`` (nearest-neighbour: every k-th
-    texel), written once into ``cache`` (same rename-into-place as the procedural textures); the
-    path to load."""
-    path = cache / f"photo_{PHOTO_MAX_SIDE}_{source.parent.name}_{source.stem}.png"
-    if not path.exists():
+    texel), written once into ``cache``; the path to load."""
+
+    def make() -> np.ndarray:
         image = cv2.imread(str(source), cv2.IMREAD_COLOR)
         if image is None:
             raise ValueError(f"{source}: not a readable image (texture pool)")
@@ -167,11 +172,9 @@ def _shrunk(source: Path, cache: Path) -> str:
         if scale < 1:
             size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
-        tmp = cache / f".{path.name}.{os.getpid()}.png"
-        if not cv2.imwrite(str(tmp), image):
-            raise OSError(f"{tmp}: could not write the shrunk photograph (texture cache)")
-        os.replace(tmp, path)
-    return str(path)
+        return image
+
+    return _write_once(cache / f"photo_{PHOTO_MAX_SIDE}_{source.parent.name}_{source.stem}.png", make)
 
 
 def cut_textures(images: np.ndarray, count: int, rng: np.random.Generator,

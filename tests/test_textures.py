@@ -49,6 +49,11 @@ def test_texture_files_are_written_once_and_complete(tmp_path, monkeypatch):
         textures.texture_files.cache_clear()
 
 
+def _contrast(image: np.ndarray) -> float:
+    """Mean absolute step between horizontally neighbouring pixels (fine-scale contrast)."""
+    return float(np.abs(np.diff(image.astype(int), axis=1)).mean())
+
+
 def test_photos_are_shrunk_copies_of_the_shipped_images(tmp_path, monkeypatch):
     """PyBullet copies a texture's pixels at every swap, so the photographs are loaded shrunk: the
     same picture (texels of the original, not averages), longest side PHOTO_MAX_SIDE, aspect kept,
@@ -73,10 +78,7 @@ def test_photos_are_shrunk_copies_of_the_shipped_images(tmp_path, monkeypatch):
             assert np.array_equal(ref, small), name
             if max(shipped.shape[:2]) > textures.PHOTO_MAX_SIDE:
                 smooth = cv2.resize(shipped, small.shape[1::-1], interpolation=cv2.INTER_AREA)
-                def contrast(image):
-                    return np.abs(np.diff(image.astype(int), axis=1)).mean()
-
-                assert contrast(small) > contrast(smooth), name
+                assert _contrast(small) > _contrast(smooth), name
         stamp = [(tmp_path / p).stat().st_mtime_ns for p in photos]
         textures.texture_files.cache_clear()
         assert textures.texture_files()["photo"] == photos
