@@ -23,6 +23,7 @@ TRAY_CENTER = np.array([0.55, 0.0])
 TRAY_INNER = 0.36
 TRAY_WALL = 0.06
 TRAY_FLOOR_Z = 0.01
+TRAY_FLOOR_SLAB = 0.10  # m: thickness of the tray floor's collision box (its top is the floor's surface)
 SPAWN_HALF = 0.09  # objects are dropped within +-9 cm of the tray centre
 FLOOR_Z = -0.75
 # Rectangles (xmin, ymin, xmax, ymax) in the base frame, metres.
@@ -68,13 +69,18 @@ class Scene:
         sim.create_boxes("floor", _frame(FLOOR_RECT, TABLE_RECT, FLOOR_Z - 0.01, 0.01), (0, 0, 0),
                          rgba=NOMINAL_COLORS["floor"], collide=False)
         h, w, t = TRAY_INNER / 2, TRAY_WALL / 2, 0.01
-        sim.create_boxes("tray", [
-            ((h + t, h + t, TRAY_FLOOR_Z / 2), (0, 0, TRAY_FLOOR_Z / 2)),
-            ((t / 2, h + t, w), (h + t / 2, 0, TRAY_FLOOR_Z + w)),
-            ((t / 2, h + t, w), (-h - t / 2, 0, TRAY_FLOOR_Z + w)),
-            ((h + t, t / 2, w), (0, h + t / 2, TRAY_FLOOR_Z + w)),
-            ((h + t, t / 2, w), (0, -h - t / 2, TRAY_FLOOR_Z + w)),
-        ], (TRAY_CENTER[0], TRAY_CENTER[1], 0.0), rgba=NOMINAL_COLORS["tray"])
+        walls = [((t / 2, h + t, w), (h + t / 2, 0, TRAY_FLOOR_Z + w)),
+                 ((t / 2, h + t, w), (-h - t / 2, 0, TRAY_FLOOR_Z + w)),
+                 ((h + t, t / 2, w), (0, h + t / 2, TRAY_FLOOR_Z + w)),
+                 ((h + t, t / 2, w), (0, -h - t / 2, TRAY_FLOOR_Z + w))]
+        floor = (h + t, h + t, TRAY_FLOOR_Z / 2), (0, 0, TRAY_FLOOR_Z / 2)
+        # The floor collides as a deep slab under its visible 1 cm plate (same top surface, so
+        # renders are unchanged): a hand pressing an object onto a thin plate drove it past the
+        # plate's mid-plane, where the contact pushes it out underneath, and it fell for ever (10 %
+        # of the default student's episodes, 1.5 % of the expert's; README, "The tray floor").
+        slab = (h + t, h + t, TRAY_FLOOR_SLAB / 2), (0, 0, TRAY_FLOOR_Z - TRAY_FLOOR_SLAB / 2)
+        sim.create_boxes("tray", [floor, *walls], (TRAY_CENTER[0], TRAY_CENTER[1], 0.0),
+                         rgba=NOMINAL_COLORS["tray"], collision_boxes=[slab, *walls])
         sim.set_dynamics("tray", lateralFriction=0.8)
         sim.set_dynamics("table", lateralFriction=0.8)
         self.distractors = []

@@ -156,17 +156,19 @@ class Sim:
 
     def create_boxes(self, name: str, boxes: Sequence[tuple[Sequence[float], Sequence[float]]],
                      position: Sequence[float], mass: float = 0.0,
-                     rgba: Sequence[float] = (1, 1, 1, 1), collide: bool = True) -> None:
-        """One body made of boxes, each given as (half_extents, offset from the body origin)."""
-        half = [list(b[0]) for b in boxes]
-        offsets = [list(b[1]) for b in boxes]
-        shapes = [pybullet.GEOM_BOX] * len(boxes)
-        vis = self._p.createVisualShapeArray(shapeTypes=shapes, halfExtents=half,
-                                             visualFramePositions=offsets)
+                     rgba: Sequence[float] = (1, 1, 1, 1), collide: bool = True,
+                     collision_boxes: Sequence[tuple[Sequence[float], Sequence[float]]] | None = None) -> None:
+        """One body made of boxes, each given as (half_extents, offset from the body origin).
+        ``collision_boxes`` (same form) collide instead of the visible ``boxes`` when given."""
+        vis = self._p.createVisualShapeArray(shapeTypes=[pybullet.GEOM_BOX] * len(boxes),
+                                             halfExtents=[list(b[0]) for b in boxes],
+                                             visualFramePositions=[list(b[1]) for b in boxes])
         col = -1
         if collide:
-            col = self._p.createCollisionShapeArray(shapeTypes=shapes, halfExtents=half,
-                                                    collisionFramePositions=offsets)
+            solid = boxes if collision_boxes is None else collision_boxes
+            col = self._p.createCollisionShapeArray(shapeTypes=[pybullet.GEOM_BOX] * len(solid),
+                                                    halfExtents=[list(b[0]) for b in solid],
+                                                    collisionFramePositions=[list(b[1]) for b in solid])
         body = self._p.createMultiBody(mass, col, vis, list(position))
         self._p.changeVisualShape(body, -1, rgbaColor=list(rgba))
         self._add(name, body)
