@@ -74,10 +74,11 @@ class Scene:
                  ((h + t, t / 2, w), (0, h + t / 2, TRAY_FLOOR_Z + w)),
                  ((h + t, t / 2, w), (0, -h - t / 2, TRAY_FLOOR_Z + w))]
         floor = (h + t, h + t, TRAY_FLOOR_Z / 2), (0, 0, TRAY_FLOOR_Z / 2)
-        # The floor collides as a deep slab under its visible 1 cm plate (same top surface, so
-        # renders are unchanged): a hand pressing an object onto a thin plate drove it past the
-        # plate's mid-plane, where the contact pushes it out underneath, and it fell for ever (10 %
-        # of the default student's episodes, 1.5 % of the expert's; README, "The tray floor").
+        # The floor collides as a deep slab under its visible 1 cm plate (same top surface; the
+        # camera still sees the plate): a hand pressing an object onto a thin plate drove it past
+        # the plate's mid-plane, where the contact pushes it out underneath, and it fell for ever
+        # (10 % of the default student's episodes, 1.5 % of the expert's; README, "The tray floor
+        # let pressed objects through").
         slab = (h + t, h + t, TRAY_FLOOR_SLAB / 2), (0, 0, TRAY_FLOOR_Z - TRAY_FLOOR_SLAB / 2)
         sim.create_boxes("tray", [floor, *walls], (TRAY_CENTER[0], TRAY_CENTER[1], 0.0),
                          rgba=NOMINAL_COLORS["tray"], collision_boxes=[slab, *walls])
