@@ -160,15 +160,17 @@ class Sim:
                      collision_boxes: Sequence[tuple[Sequence[float], Sequence[float]]] | None = None) -> None:
         """One body made of boxes, each given as (half_extents, offset from the body origin).
         ``collision_boxes`` (same form) collide instead of the visible ``boxes`` when given."""
-        vis = self._p.createVisualShapeArray(shapeTypes=[pybullet.GEOM_BOX] * len(boxes),
-                                             halfExtents=[list(b[0]) for b in boxes],
-                                             visualFramePositions=[list(b[1]) for b in boxes])
+
+        def arrays(bs):  # PyBullet's shape-array arguments: types, half extents, frame offsets
+            return [pybullet.GEOM_BOX] * len(bs), [list(b[0]) for b in bs], [list(b[1]) for b in bs]
+
+        shapes, half, offsets = arrays(boxes)
+        vis = self._p.createVisualShapeArray(shapeTypes=shapes, halfExtents=half, visualFramePositions=offsets)
         col = -1
         if collide:
-            solid = boxes if collision_boxes is None else collision_boxes
-            col = self._p.createCollisionShapeArray(shapeTypes=[pybullet.GEOM_BOX] * len(solid),
-                                                    halfExtents=[list(b[0]) for b in solid],
-                                                    collisionFramePositions=[list(b[1]) for b in solid])
+            shapes, half, offsets = arrays(boxes if collision_boxes is None else collision_boxes)
+            col = self._p.createCollisionShapeArray(shapeTypes=shapes, halfExtents=half,
+                                                    collisionFramePositions=offsets)
         body = self._p.createMultiBody(mass, col, vis, list(position))
         self._p.changeVisualShape(body, -1, rgbaColor=list(rgba))
         self._add(name, body)
