@@ -204,7 +204,8 @@ def cut_textures(images: np.ndarray, count: int, rng: np.random.Generator,
 
 def write_textures(textures: np.ndarray, folder: str | Path) -> list[str]:
     """Write (K, S, S, 3) uint8 RGB textures as ``folder``/texture_NNN.png (the folder must not hold
-    any yet); returns their paths, the form ``EnvConfig.target_textures`` reads."""
+    any yet); returns their paths, the form ``EnvConfig.target_textures`` reads. OSError naming the
+    file when one cannot be written (a full disk would otherwise leave a silently short pool)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if any(folder.glob("*.png")):
@@ -212,7 +213,8 @@ def write_textures(textures: np.ndarray, folder: str | Path) -> list[str]:
     paths = []
     for k, texture in enumerate(textures):
         path = folder / f"texture_{k:03d}.png"
-        cv2.imwrite(str(path), np.ascontiguousarray(texture[:, :, ::-1]))
+        if not cv2.imwrite(str(path), np.ascontiguousarray(texture[:, :, ::-1])):
+            raise OSError(f"{path}: could not write a texture")
         paths.append(str(path))
     return paths
 

@@ -130,3 +130,11 @@ def test_written_target_textures_read_back_and_are_never_overwritten(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no PNG textures"):
         textures.target_texture_files(tmp_path / "empty")
+
+
+def test_a_texture_that_cannot_be_written_is_an_error_naming_it(tmp_path, monkeypatch):
+    cut = textures.cut_textures(_frames(), 2, np.random.default_rng(1))
+    calls = []
+    monkeypatch.setattr(textures.cv2, "imwrite", lambda path, image: calls.append(path) or len(calls) < 2)
+    with pytest.raises(OSError, match="texture_001.png: could not write"):
+        textures.write_textures(cut, tmp_path / "t")
