@@ -417,6 +417,10 @@ def test_choice_and_negative_transfer_warnings():
     both = negative_transfer({**results, "full": {"val": {"rows": 10, "grasp_loss": 0.9}}}, "full")
     assert len(both) == 2 and any("zero_shot" in w for w in both)
     assert negative_transfer(results, "scratch") == []
+    # The from-scratch baseline transfers nothing: worse than zero-shot is said as such, not as
+    # negative transfer.
+    (note,) = negative_transfer({**results, "scratch": {"val": {"rows": 10, "grasp_loss": 0.6}}}, "scratch")
+    assert note.startswith("WORSE THAN ZERO-SHOT") and "NEGATIVE TRANSFER" not in note
 
 
 def test_auto_replaces_zero_shot_only_beyond_the_noise_of_the_held_out_episodes():

@@ -421,13 +421,20 @@ def data_efficiency(sim_policy: GraspPolicy, real: RealData, cfg: AdaptConfig, n
 
 
 def negative_transfer(results: dict[str, dict], chosen: str) -> list[str]:
-    """Warnings when the chosen strategy is worse than from-scratch or than zero-shot on validation."""
+    """Warnings when the chosen strategy is worse than from-scratch or than zero-shot on validation.
+    The from-scratch baseline itself transfers nothing, so it cannot transfer negatively: when it is
+    the choice and the sim policy unchanged does better, the warning says that instead."""
     warnings = []
     if not results[chosen]["val"].get("rows"):
         return warnings
     mine = results[chosen]["val"]["grasp_loss"]
     for ref in ("scratch", "zero_shot"):
         if ref in results and ref != chosen and mine > results[ref]["val"]["grasp_loss"]:
-            warnings.append(f"NEGATIVE TRANSFER: {chosen} is worse than {ref} on the held-out real split "
-                            f"(grasp loss {mine:.4f} > {results[ref]['val']['grasp_loss']:.4f})")
+            losses = f"(grasp loss {mine:.4f} > {results[ref]['val']['grasp_loss']:.4f})"
+            if chosen == "scratch":
+                warnings.append(f"WORSE THAN ZERO-SHOT: scratch (trained on the real rows alone) is worse than "
+                                f"the sim policy unchanged on the held-out real split {losses}; the simulation "
+                                "pretraining is worth keeping")
+            else:
+                warnings.append(f"NEGATIVE TRANSFER: {chosen} is worse than {ref} on the held-out real split {losses}")
     return warnings
