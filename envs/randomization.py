@@ -18,7 +18,7 @@ from envs.config import RandomizationConfig
 from envs.corruptions import Compose, sample_pipeline
 from envs.scene import NOMINAL_COLORS, Scene, catalogue_color
 from envs.sim import Light
-from envs.textures import texture_files
+from envs.textures import _write_once, texture_files
 
 SURFACES = ("tray", "table", "floor")
 
@@ -143,12 +143,7 @@ class Randomizer:
 def _white_texture() -> str:
     import os
     import tempfile
+    from pathlib import Path
 
-    import cv2
-
-    path = os.path.join(os.environ.get("SIM2REAL_CACHE", tempfile.gettempdir()), "sim2real_white.png")
-    if not os.path.exists(path):
-        tmp = f"{path}.{os.getpid()}.png"
-        cv2.imwrite(tmp, np.full((4, 4, 3), 255, np.uint8))
-        os.replace(tmp, path)
-    return path
+    path = Path(os.environ.get("SIM2REAL_CACHE", tempfile.gettempdir())) / "sim2real_white.png"
+    return _write_once(path, lambda: np.full((4, 4, 3), 255, np.uint8))

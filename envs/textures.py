@@ -154,10 +154,15 @@ def _write_once(path: Path, make_bgr: Callable[[], np.ndarray]) -> str:
     Written under a unique name, then renamed: parallel workers never see half a file."""
     if not path.exists():
         tmp = path.parent / f".{path.name}.{os.getpid()}.png"
-        if not cv2.imwrite(str(tmp), make_bgr()):
-            raise OSError(f"{tmp}: could not write a texture (texture cache)")
+        _imwrite(tmp, make_bgr(), "a texture (texture cache)")
         os.replace(tmp, path)
     return str(path)
+
+
+def _imwrite(path: Path, bgr: np.ndarray, what: str) -> None:
+    """``cv2.imwrite`` that fails loudly: OSError naming ``path`` (it only returns False)."""
+    if not cv2.imwrite(str(path), bgr):
+        raise OSError(f"{path}: could not write {what}")
 
 
 def _shrunk(source: Path, cache: Path) -> str:
@@ -213,8 +218,7 @@ def write_textures(textures: np.ndarray, folder: str | Path) -> list[str]:
     paths = []
     for k, texture in enumerate(textures):
         path = folder / f"texture_{k:03d}.png"
-        if not cv2.imwrite(str(path), np.ascontiguousarray(texture[:, :, ::-1])):
-            raise OSError(f"{path}: could not write a texture")
+        _imwrite(path, np.ascontiguousarray(texture[:, :, ::-1]), "a texture")
         paths.append(str(path))
     return paths
 
