@@ -35,6 +35,7 @@ import numpy as np
 
 from envs.camera import Camera
 from envs.corruptions import Compose, Corruption, Jpeg
+from envs.textures import write_image
 
 # scikit-image's bundled photographs (shipped in the wheel, no download): colour ones as they are,
 # grey ones tinted like real materials.
@@ -78,9 +79,7 @@ def texture_files() -> list[str]:
                 img = (grey * np.array(TINTS[k % len(TINTS)][::-1], np.float32)).clip(0, 255).astype(np.uint8)
             side = min(img.shape[:2])
             img = cv2.resize(img[:side, :side], (TEXTURE_SIZE, TEXTURE_SIZE), interpolation=cv2.INTER_AREA)
-            tmp = cache / f".{dst.name}.{os.getpid()}.png"  # atomic: parallel workers never see half a file
-            cv2.imwrite(str(tmp), img)
-            os.replace(tmp, dst)
+            write_image(dst, img, "a proxy-real texture (texture cache)")  # atomic: for parallel workers
         out.append(str(dst))
     if not out:
         raise ImportError(f"no photographs found in {data}; reinstall scikit-image")

@@ -151,18 +151,29 @@ def texture_files() -> dict[str, list[str]]:
 
 def _write_once(path: Path, make_bgr: Callable[[], np.ndarray]) -> str:
     """Write the BGR image ``make_bgr()`` to ``path`` unless it is already there; the path.
-    Written under a unique name, then renamed: parallel workers never see half a file."""
+    Atomic (``write_image``): parallel workers never see half a file."""
     if not path.exists():
-        tmp = path.parent / f".{path.name}.{os.getpid()}.png"
-        _imwrite(tmp, make_bgr(), "a texture (texture cache)")
-        os.replace(tmp, path)
+        write_image(path, make_bgr(), "a texture (texture cache)")
     return str(path)
 
 
-def _imwrite(path: Path, bgr: np.ndarray, what: str) -> None:
-    """``cv2.imwrite`` that fails loudly: OSError naming ``path`` (it only returns False)."""
-    if not cv2.imwrite(str(path), bgr):
+def write_image(path: str | Path, bgr: np.ndarray, what: str, atomic: bool = True) -> None:
+    """``cv2.imwrite`` that fails loudly: OSError naming ``path`` and ``what`` it is (OpenCV only
+    returns False, and a full disk or a missing folder would otherwise show up later, elsewhere).
+    ``atomic``: written under a unique name in the same folder, then renamed over ``path``, so a
+    reader (or a parallel worker) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    target = path.with_name(f".{path.name}.{os.getpid()}{path.suffix}") if atomic else path
+    try:
+        ok = cv2.imwrite(str(target), bgr)
+    except cv2.error as e:  # e.g. an extension OpenCV has no writer for
+        target.unlink(missing_ok=True)
+        raise OSError(f"{path}: could not write {what}: {e}") from e
+    if not ok:
+        target.unlink(missing_ok=True)
         raise OSError(f"{path}: could not write {what}")
+    if atomic:
+        os.replace(target, path)
 
 
 def _shrunk(source: Path, cache: Path) -> str:
@@ -210,16 +221,22 @@ def cut_textures(images: np.ndarray, count: int, rng: np.random.Generator,
 def write_textures(textures: np.ndarray, folder: str | Path) -> list[str]:
     """Write (K, S, S, 3) uint8 RGB textures as ``folder``/texture_NNN.png (the folder must not hold
     any yet); returns their paths, the form ``EnvConfig.target_textures`` reads. OSError naming the
-    file when one cannot be written (a full disk would otherwise leave a silently short pool)."""
+    file when one cannot be written (a full disk would otherwise leave a silently short pool); the
+    textures this call wrote before it are then removed, so the folder is as it was and a re-run
+    is not refused."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if any(folder.glob("*.png")):
         raise FileExistsError(f"{folder}: already holds textures; refusing to mix or overwrite them")
-    paths = []
-    for k, texture in enumerate(textures):
-        path = folder / f"texture_{k:03d}.png"
-        _imwrite(path, np.ascontiguousarray(texture[:, :, ::-1]), "a texture")
-        paths.append(str(path))
+    paths: list[str] = []
+    try:
+        for k, texture in enumerate(textures):
+            paths.append(str(folder / f"texture_{k:03d}.png"))
+            write_image(paths[-1], np.ascontiguousarray(texture[:, :, ::-1]), "a texture", atomic=False)
+    except BaseException:  # a failed write or an interrupt: take back what this call wrote
+        for written in paths:  # only ours: the folder held no PNG when we started
+            Path(written).unlink(missing_ok=True)
+        raise
     return paths
 
 

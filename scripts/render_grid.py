@@ -11,7 +11,6 @@ nearest-neighbour so the pixels the policy really sees stay visible.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import envs  # noqa: E402,F401
+from envs.textures import write_image  # noqa: E402
 
 
 def main() -> None:
@@ -60,9 +60,7 @@ def main() -> None:
         rows.append(np.concatenate(tiles, axis=1))
     grid = np.concatenate(rows, axis=0)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.{os.getpid()}.png")
-    cv2.imwrite(str(tmp), grid[:, :, ::-1])
-    os.replace(tmp, args.out)
+    write_image(args.out, np.ascontiguousarray(grid[:, :, ::-1]), "the randomization grid")
     print(f"wrote {args.out} ({grid.shape[1]}x{grid.shape[0]})")
 
 

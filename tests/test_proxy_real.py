@@ -201,3 +201,23 @@ def test_executed_grasp_counts_a_close_from_the_first_step_and_zero_as_open():
 def test_executed_grasp_is_none_when_the_gripper_never_closed():
     actions, after = _episode([1, 1, 0.5, 0, 1])
     assert executed_grasp(actions, after) is None
+
+
+def test_proxy_real_texture_pool_is_cached_once_and_a_failed_write_names_the_file(tmp_path, monkeypatch):
+    from envs import proxy_real, textures
+
+    monkeypatch.setenv("SIM2REAL_CACHE", str(tmp_path))
+    proxy_real.texture_files.cache_clear()
+    monkeypatch.setattr(textures.cv2, "imwrite", lambda path, image: False)  # a full disk, say
+    try:
+        with pytest.raises(OSError, match=r"sim2real_proxy_.*\.png: could not write a proxy-real texture"):
+            proxy_real.texture_files()
+        assert not any((tmp_path).rglob("*.png"))  # no half-written or temporary file left behind
+        monkeypatch.undo()
+        monkeypatch.setenv("SIM2REAL_CACHE", str(tmp_path))
+        proxy_real.texture_files.cache_clear()
+        paths = proxy_real.texture_files()
+        assert paths and all(p.startswith(str(tmp_path)) for p in paths)
+        assert sorted(str(p) for p in tmp_path.rglob("*.png")) == sorted(paths)  # only the pool, once
+    finally:
+        proxy_real.texture_files.cache_clear()  # the other tests' pool lives in their own cache

@@ -135,6 +135,31 @@ def test_written_target_textures_read_back_and_are_never_overwritten(tmp_path):
 def test_a_texture_that_cannot_be_written_is_an_error_naming_it(tmp_path, monkeypatch):
     cut = textures.cut_textures(_frames(), 2, np.random.default_rng(1))
     calls = []
-    monkeypatch.setattr(textures.cv2, "imwrite", lambda path, image: calls.append(path) or len(calls) < 2)
+    real_imwrite = textures.cv2.imwrite
+
+    def second_fails(path, image):  # the first texture is really written, the second is not
+        calls.append(path)
+        return len(calls) < 2 and real_imwrite(path, image)
+
+    monkeypatch.setattr(textures.cv2, "imwrite", second_fails)
     with pytest.raises(OSError, match="texture_001.png: could not write"):
         textures.write_textures(cut, tmp_path / "t")
+    assert (tmp_path / "t" / "texture_000.png").exists() is False  # taken back: the folder is as it was
+    monkeypatch.setattr(textures.cv2, "imwrite", real_imwrite)
+    assert len(textures.write_textures(cut, tmp_path / "t")) == 2  # so a re-run is not refused
+
+
+def test_write_image_is_atomic_and_names_what_failed(tmp_path, monkeypatch):
+    out = tmp_path / "grid.png"
+    textures.write_image(out, np.zeros((4, 4, 3), np.uint8), "the grid")
+    textures.write_image(out, np.full((4, 4, 3), 7, np.uint8), "the grid")  # replaces: the caller's output
+    import cv2
+
+    assert int(cv2.imread(str(out))[0, 0, 0]) == 7 and [p.name for p in tmp_path.iterdir()] == ["grid.png"]
+    monkeypatch.setattr(textures.cv2, "imwrite", lambda path, image: False)
+    with pytest.raises(OSError, match="grid.png: could not write the grid"):
+        textures.write_image(out, np.zeros((4, 4, 3), np.uint8), "the grid")
+    assert int(cv2.imread(str(out))[0, 0, 0]) == 7 and [p.name for p in tmp_path.iterdir()] == ["grid.png"]
+    with pytest.raises(OSError, match="no_such_folder/x.png: could not write"):
+        monkeypatch.undo()
+        textures.write_image(tmp_path / "no_such_folder" / "x.png", np.zeros((4, 4, 3), np.uint8), "x")
