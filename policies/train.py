@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,8 @@ class TrainConfig:
     alt_prob: fraction of recorded steps with a paired render; views_layouts / views_per_layout /
     views_near: randomized layouts seen with the gripper teleported, poses per layout, and the
     fraction of poses placed low near an object (``policies.rollout.NEAR_*``); dagger_rounds / dagger_episodes /
-    dagger_beta: DAgger schedule (beta = probability the expert acts in round k); eval_episodes /
+    dagger_beta: DAgger schedule (beta = probability the expert acts in round k: one per round, or one
+    number for every round); eval_episodes /
     eval_train_episodes: closed-loop evaluation on held-out / training objects; eval_randomization:
     the preset evaluation uses ("full" is the reported protocol; others are for diagnosis); rl_steps: env steps
     of SB3 training; gif_episodes: episodes in the rollout GIF; grasp_prior: give the encoder the
@@ -129,9 +131,16 @@ class TrainConfig:
             check_int(name, getattr(self, name), 0)
         for name in ("alt_prob", "views_near"):
             check_probability(name, getattr(self, name))
-        self.dagger_beta = tuple(float(b) for b in self.dagger_beta)
-        if len(self.dagger_beta) < self.dagger_rounds or any(not 0 <= b <= 1 for b in self.dagger_beta):
-            raise ValueError(f"dagger_beta: need {self.dagger_rounds} values in [0, 1], got {self.dagger_beta!r}")
+        beta = self.dagger_beta
+        if isinstance(beta, int | float) and not isinstance(beta, bool):  # one number: every round's
+            beta = (beta,) * max(1, self.dagger_rounds)
+        if isinstance(beta, str | bytes | dict) or not isinstance(beta, Iterable):
+            raise ValueError("dagger_beta: the expert's chance of acting, one number in [0, 1] per DAgger round "
+                             f"(or one for all rounds), got {beta!r}")
+        self.dagger_beta = tuple(check_probability(f"dagger_beta[{k}]", b) for k, b in enumerate(beta))
+        if len(self.dagger_beta) < self.dagger_rounds:
+            raise ValueError(f"dagger_beta: {len(self.dagger_beta)} value(s) for dagger_rounds={self.dagger_rounds}; "
+                             f"give one per round (or one number for all), got {list(self.dagger_beta)}")
         if self.grasp_geometry and not (self.grasp_prior and self.encoder.keypoints):
             # Without the prior the encoder has no camera (and without keypoints no grasp-point
             # map) to back-project through: the option would silently do nothing.
@@ -185,7 +194,6 @@ class TrainConfig:
         for name in ("pretrain", "bc", "dagger_fit"):
             if name in data:
                 data[name] = FitConfig(**data[name])
-        data["dagger_beta"] = tuple(data.get("dagger_beta", ()))
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:

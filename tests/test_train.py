@@ -135,8 +135,15 @@ def test_config_round_trip_and_validation():
     cfg = TrainConfig.preset_config("full", seed=3)
     again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg
-    with pytest.raises(ValueError, match="dagger_beta"):
+    with pytest.raises(ValueError, match=r"dagger_beta: 1 value\(s\) for dagger_rounds=3"):
         TrainConfig(dagger_rounds=3, dagger_beta=(0.5,))
+    with pytest.raises(ValueError, match=r"dagger_beta\[1\]: must be in \[0, 1\], got 1.5"):
+        TrainConfig(dagger_rounds=2, dagger_beta=(0.5, 1.5))
+    for bad in ("0.3", None, True):
+        with pytest.raises(ValueError, match="dagger_beta"):
+            TrainConfig(dagger_beta=bad)
+    assert TrainConfig(dagger_rounds=2, dagger_beta=0.2).dagger_beta == (0.2, 0.2)  # one number: every round
+    assert TrainConfig.from_dict({}).dagger_beta == TrainConfig().dagger_beta  # a config without it: the default
     with pytest.raises(ValueError, match="unknown fields"):
         TrainConfig.from_dict({**cfg.to_dict(), "bogus": 1})
 
