@@ -45,6 +45,7 @@ def _latest_run() -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sim2real.transfer.adapt import AdaptConfig
     from sim2real.transfer.strategies import STRATEGIES
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--format", default="auto", choices=("auto", "native", "lerobot", "rosbag2", "rosbag1"))
     p.add_argument("--strategy", default="auto", help=f"auto (default) or one of {', '.join(STRATEGIES)}")
     p.add_argument("--compare", help="comma-separated strategies to compare (default: all)")
-    p.add_argument("--steps", type=int, default=300, help="training steps per strategy (default 300)")
+    p.add_argument("--steps", type=int, default=AdaptConfig.steps,
+                   help=f"training steps per strategy (default {AdaptConfig.steps}; scratch trains twice as many)")
     p.add_argument("--max-samples", type=int, help="use at most this many labelled rows (train + held-out)")
     p.add_argument("--budgets", default="10,25,50,100",
                    help="data-efficiency curve: labelled training rows (comma-separated; '' to skip)")
@@ -83,7 +85,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from sim2real.data.episodes import DatasetError
     from sim2real.runs import RunError
-    from sim2real.transfer.adapt import AdaptConfig
     from sim2real.transfer.run import adapt_run
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))

@@ -19,6 +19,7 @@ from sim2real.transfer.adapt import (
     AdaptConfig,
     choose,
     compare_strategies,
+    data_efficiency,
     evaluate_offline,
     negative_transfer,
     sim_arrays,
@@ -278,6 +279,13 @@ def test_full_fine_tuning_trains_every_encoder_parameter(sim_policy):
     assert frozen == {name: [] for name in frozen}, f"frozen encoder parameters: {frozen}"
 
 
+def test_scratch_trains_twice_the_steps_of_the_pretrained_strategies(sim_policy, real, trained):
+    # The baseline starts from random weights; trained as short as the others it would flatter them.
+    _, history = train_strategy(sim_policy, STRATEGIES["scratch"], real, real.train, CFG)
+    assert [row["step"] for row in history] == list(range(1, 2 * CFG.steps + 1))
+    assert [row["step"] for row in trained["l2sp"][1]] == list(range(1, CFG.steps + 1))
+
+
 def test_scratch_starts_from_a_fresh_seeded_initialization(sim_policy):
     untrained = dataclasses.replace(STRATEGIES["scratch"], trains=False)
     a, _ = train_strategy(sim_policy, untrained, None, np.array([]), CFG)
@@ -346,6 +354,23 @@ def test_compare_skips_uda_without_a_source_and_records_forgetting_with_one(sim_
     assert list(results) == ["zero_shot", "coral"]
     assert results["coral"]["sim"]["rows"] == len(source["images"])
     assert results["zero_shot"]["val"]["rows"] == len(real.val)
+
+
+def test_strategies_trained_side_by_side_equal_those_trained_one_after_another(sim_policy, real, source):
+    # Every fit seeds its own random numbers, so processes change the wall time, not the result
+    # (up to float summation order: one thread per worker).
+    kw = dict(steps=3, batch=8, budgets=(2,), sim_rows=100, compare=("probe", "scratch", "coral"))
+    one = compare_strategies(sim_policy, real, AdaptConfig(workers=1, **kw), source, lambda _: None)
+    two = compare_strategies(sim_policy, real, AdaptConfig(workers=2, **kw), source, lambda _: None)
+    assert list(one[0]) == list(two[0]) == ["probe", "scratch", "coral"]  # the asked order, not finishing order
+    for name in kw["compare"]:
+        assert one[0][name]["val"]["grasp_loss"] == pytest.approx(two[0][name]["val"]["grasp_loss"], rel=1e-3)
+        a, b = snapshot(one[1][name]), snapshot(two[1][name])
+        assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4) for k in a), name
+    curves = [data_efficiency(sim_policy, real, AdaptConfig(workers=w, **kw), ["scratch"], source, lambda _: None)
+              for w in (1, 2)]
+    assert curves[0]["budgets"] == curves[1]["budgets"] == [2, len(real.train)]
+    assert curves[0]["grasp_loss"]["scratch"] == pytest.approx(curves[1]["grasp_loss"]["scratch"], rel=1e-3)
 
 
 # ------------------------------------------------------------------------ evaluation

@@ -130,7 +130,9 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
     if cfg.strategy != "auto" and cfg.strategy not in compare:
         compare.append(cfg.strategy)
     cfg_compare = AdaptConfig(**{**cfg.to_dict(), "compare": tuple(compare)})
-    log(f"adapting with {len(compare)} strategies, {cfg.steps} steps each")
+    odd = ", ".join(f"{n} {max(1, round(cfg.steps * STRATEGIES[n].steps_scale))}" for n in compare
+                    if STRATEGIES[n].trains and STRATEGIES[n].steps_scale != 1)
+    log(f"adapting with {len(compare)} strategies, {cfg.steps} steps each" + (f" ({odd})" if odd else ""))
     results, policies = compare_strategies(sim_policy, real, cfg_compare, source, log)
     chosen, choice = (choose(results, real.episode[real.val], cfg.seed) if cfg.strategy == "auto"
                       else (cfg.strategy, "--strategy"))
