@@ -371,6 +371,13 @@ def test_strategies_trained_side_by_side_equal_those_trained_one_after_another(s
               for w in (1, 2)]
     assert curves[0]["budgets"] == curves[1]["budgets"] == [2, len(real.train)]
     assert curves[0]["grasp_loss"]["scratch"] == pytest.approx(curves[1]["grasp_loss"]["scratch"], rel=1e-3)
+    # Scratch's budgets run with the comparison (they do not depend on the choice); the curve reuses them.
+    early, _ = compare_strategies(sim_policy, real, AdaptConfig(workers=2, **kw), source, lambda _: None,
+                                  budgets_of=("scratch",))
+    assert list(early["scratch"]["budgets"]) == [2] and "budgets" not in early["probe"]
+    reused = data_efficiency(sim_policy, real, AdaptConfig(workers=2, **kw), ["scratch", "probe"], source,
+                             lambda _: None, known=early)
+    assert reused["grasp_loss"]["scratch"] == pytest.approx(curves[0]["grasp_loss"]["scratch"], rel=1e-3)
 
 
 # ------------------------------------------------------------------------ evaluation

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -373,17 +373,30 @@ def choose(results: dict[str, dict], groups: np.ndarray | None = None, seed: int
                          f"the split's noise ({span}): zero-shot kept")
 
 
-def _train_and_score(sim_policy: GraspPolicy, name: str, real: RealData, train_idx: np.ndarray, cfg: AdaptConfig,
-                     source: dict | None, score_sim: bool, progress: str | None = None) -> tuple[GraspPolicy, dict]:
-    """One strategy trained on ``train_idx`` and scored on the held-out rows (and, with ``score_sim``,
-    on the simulated ones: forgetting); the policy and its result row."""
-    strategy = STRATEGIES[name]
+class _Job(NamedTuple):
+    """One fit: strategy ``name`` on the training rows ``rows``; ``budget``: the data-efficiency
+    budget it stands for (None: the comparison on every training row, also scored on sim rows)."""
+
+    name: str
+    rows: np.ndarray
+    budget: int | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name if self.budget is None else f"{self.name} on {self.budget} rows"
+
+
+def _train_and_score(sim_policy: GraspPolicy, job: _Job, real: RealData, cfg: AdaptConfig, source: dict | None,
+                     progress: str | None = None) -> tuple[GraspPolicy, dict]:
+    """One fit, scored on the held-out rows (and, in the comparison, on the simulated ones:
+    forgetting); the policy and its result row."""
+    strategy = STRATEGIES[job.name]
     t0 = time.perf_counter()
-    policy, history = train_strategy(sim_policy, strategy, real, train_idx, cfg, source, progress=progress)
+    policy, history = train_strategy(sim_policy, strategy, real, job.rows, cfg, source, progress=progress)
     res = {"val": evaluate_offline(policy, real.arrays, real.val, per_row=True) if len(real.val) else {"rows": 0},
            "seconds": time.perf_counter() - t0,
-           "train_rows": int(len(train_idx)), "history": history, "strategy": strategy.to_dict()}
-    if score_sim and source is not None:
+           "train_rows": int(len(job.rows)), "history": history, "strategy": strategy.to_dict()}
+    if job.budget is None and source is not None:
         res["sim"] = evaluate_offline(policy, source, np.arange(len(source["images"])))
     return policy, res
 
@@ -397,11 +410,18 @@ def _job(args: tuple) -> tuple[dict, dict]:
     return policy.checkpoint(), res
 
 
-def _run_jobs(sim_policy: GraspPolicy, jobs: list[tuple], cfg: AdaptConfig, desc: str,
-              done: Callable[[tuple, GraspPolicy, dict], None]) -> None:
-    """Each job ``(name, real, train_idx, source, score_sim, label)`` trained and scored, in ``cfg.workers``
-    spawned processes when there is more than one job (else here, with a progress bar per fit);
-    ``done(job, policy, result)`` is called as each finishes, in any order."""
+def _relative_cost(strategy: Strategy) -> float:
+    """Rough compute of one fit, for ordering jobs: forward-backward passes per step (a real batch,
+    the sim rehearsal batch unless scratch, the unlabelled batch of DANN/CORAL), doubled when the
+    encoder trains, times the strategy's steps."""
+    passes = 1 + (not strategy.scratch) + (strategy.uda is not None)
+    return strategy.steps_scale * passes * (2 if strategy.encoder != "frozen" else 1)
+
+
+def _run_jobs(sim_policy: GraspPolicy, jobs: list[_Job], real: RealData, cfg: AdaptConfig, source: dict | None,
+              desc: str, done: Callable[[_Job, GraspPolicy, dict], None]) -> None:
+    """Each job trained and scored, in ``cfg.workers`` spawned processes when there is more than one
+    job (else here, with a progress bar per fit); ``done(job, policy, result)`` as each finishes."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -410,51 +430,66 @@ def _run_jobs(sim_policy: GraspPolicy, jobs: list[tuple], cfg: AdaptConfig, desc
     workers = min(cfg.workers, len(jobs))
     if workers <= 1:
         for job in jobs:
-            name, real, idx, source, score_sim, label = job
-            policy, res = _train_and_score(sim_policy, name, real, idx, cfg, source, score_sim, progress=f"  {label}")
-            done(job, policy, res)
+            done(job, *_train_and_score(sim_policy, job, real, cfg, source, progress=f"  {job.label}"))
         return
     blob = sim_policy.checkpoint()
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {}
-        for job in jobs:
-            name, real, idx, source, score_sim, _ = job
-            futures[pool.submit(_job, (blob, name, real, idx, cfg, source, score_sim))] = job
+        # Longest first: a long fit started last leaves the other process idle at the end.
+        ordered = sorted(jobs, key=lambda j: -_relative_cost(STRATEGIES[j.name]))
+        futures = {pool.submit(_job, (blob, job, real, cfg, source)): job for job in ordered}
         with tqdm(total=len(jobs), desc=f"  {desc} ({workers} processes)", leave=False, unit="fit") as bar:
             for future in as_completed(futures):
                 state, res = future.result()
-                done(futures[future], GraspPolicy.from_checkpoint(state), res)
+                with tqdm.external_write_mode():  # log lines above the bar, not through it
+                    done(futures[future], GraspPolicy.from_checkpoint(state), res)
                 bar.update()
 
 
+def _budgets(cfg: AdaptConfig, real: RealData) -> list[int]:
+    """The data-efficiency curve's training-row counts: ``cfg.budgets`` below the available rows, and all."""
+    n = len(real.train)
+    return sorted({b for b in cfg.budgets if b < n} | {n})
+
+
 def compare_strategies(sim_policy: GraspPolicy, real: RealData, cfg: AdaptConfig, source: dict | None,
-                       log: Callable[[str], None] = print) -> tuple[dict[str, dict], dict[str, GraspPolicy]]:
+                       log: Callable[[str], None] = print,
+                       budgets_of: tuple[str, ...] = ()) -> tuple[dict[str, dict], dict[str, GraspPolicy]]:
     """Train every strategy in ``cfg.compare`` on the same rows (side by side in ``cfg.workers``
     processes); per strategy the validation metrics, the sim metrics (forgetting), wall time and loss
     history, in ``cfg.compare``'s order. DANN/CORAL are skipped (with a note) when the run kept no
-    simulated data."""
+    simulated data. ``budgets_of``: strategies whose data-efficiency fits (``data_efficiency``) run in
+    the same processes, known before the choice (scratch's): their held-out scores land in the
+    result's "budgets" ({rows: val}), where ``data_efficiency`` finds them."""
     jobs = []
     for name in cfg.compare:
         if STRATEGIES[name].uda and source is None:
             log(f"  {name}: skipped (the sim run kept no data/ folder to align with)")
             continue
-        jobs.append((name, real, real.train, source, True, name))
+        jobs.append(_Job(name, real.train))
+    compared = [job.name for job in jobs]
+    n = len(real.train)
+    jobs += [_Job(name, real.train[:b], b) for name in budgets_of if name in compared and STRATEGIES[name].trains
+             for b in _budgets(cfg, real) if b < n]
     results: dict[str, dict] = {}
     policies: dict[str, GraspPolicy] = {}
+    budget_scores: dict[str, dict[int, dict]] = {}
 
-    def done(job: tuple, policy: GraspPolicy, res: dict) -> None:
-        name = job[0]
-        results[name], policies[name] = res, policy
+    def done(job: _Job, policy: GraspPolicy, res: dict) -> None:
+        if job.budget is not None:
+            budget_scores.setdefault(job.name, {})[job.budget] = res["val"]
+            return
+        results[job.name], policies[job.name] = res, policy
         v = res["val"]
         if v["rows"]:
-            log(f"  {name:<10} val grasp error {v['xy_err_cm']:.2f} cm (median), yaw {v['yaw_err_deg']:.1f} deg, "
+            log(f"  {job.name:<10} val grasp error {v['xy_err_cm']:.2f} cm (median), yaw {v['yaw_err_deg']:.1f} deg, "
                 f"loss {v['grasp_loss']:.4f}  [{res['seconds']:.0f} s]")
         else:
-            log(f"  {name:<10} trained (no labelled held-out rows to score it)  [{res['seconds']:.0f} s]")
+            log(f"  {job.name:<10} trained (no labelled held-out rows to score it)  [{res['seconds']:.0f} s]")
 
-    _run_jobs(sim_policy, jobs, cfg, "strategies", done)
-    order = [job[0] for job in jobs]
-    return {n: results[n] for n in order}, {n: policies[n] for n in order}
+    _run_jobs(sim_policy, jobs, real, cfg, source, "strategies", done)
+    for name, scores in budget_scores.items():
+        results[name]["budgets"] = scores
+    return {n: results[n] for n in compared}, {n: policies[n] for n in compared}
 
 
 def data_efficiency(sim_policy: GraspPolicy, real: RealData, cfg: AdaptConfig, names: list[str],
@@ -463,23 +498,27 @@ def data_efficiency(sim_policy: GraspPolicy, real: RealData, cfg: AdaptConfig, n
     """Validation error of each strategy in ``names`` trained on the first b training rows (whole
     episodes in the split's random order), for every budget b in ``cfg.budgets`` below the available
     rows, plus all rows. ``known``: ``compare_strategies`` results with the same config, whose
-    all-rows runs are the same training (same seed and rows) and are not repeated."""
+    all-rows runs are the same training (same seed and rows) and are not repeated, nor are the
+    budgets it already ran (``budgets_of``); an untrained strategy is the same policy at every budget."""
     n = len(real.train)
-    budgets = sorted({b for b in cfg.budgets if b < n} | {n})
+    budgets = _budgets(cfg, real)
     out: dict[str, Any] = {"budgets": budgets, "xy_err_cm": {}, "grasp_loss": {}}
     scores: dict[tuple[str, int], dict] = {}
     jobs = []
     for name in names:
+        prior = (known or {}).get(name)
         for b in budgets:
-            if b == n and known is not None and name in known:
-                scores[name, b] = known[name]["val"]
+            if prior is not None and (b == n or not STRATEGIES[name].trains):
+                scores[name, b] = prior["val"]
+            elif prior is not None and b in prior.get("budgets", {}):
+                scores[name, b] = prior["budgets"][b]
             else:
-                jobs.append((name, real, real.train[:b], source, False, f"{name} on {b} rows"))
+                jobs.append(_Job(name, real.train[:b], b))
 
-    def done(job: tuple, policy: GraspPolicy, res: dict) -> None:
-        scores[job[0], len(job[2])] = res["val"]
+    def done(job: _Job, policy: GraspPolicy, res: dict) -> None:
+        scores[job.name, job.budget] = res["val"]
 
-    _run_jobs(sim_policy, jobs, cfg, "data efficiency", done)
+    _run_jobs(sim_policy, jobs, real, cfg, source, "data efficiency", done)
     for name in names:
         errs = [scores[name, b]["xy_err_cm"] for b in budgets]
         out["xy_err_cm"][name] = errs

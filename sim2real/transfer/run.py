@@ -133,7 +133,9 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
     odd = ", ".join(f"{n} {max(1, round(cfg.steps * STRATEGIES[n].steps_scale))}" for n in compare
                     if STRATEGIES[n].trains and STRATEGIES[n].steps_scale != 1)
     log(f"adapting with {len(compare)} strategies, {cfg.steps} steps each" + (f" ({odd})" if odd else ""))
-    results, policies = compare_strategies(sim_policy, real, cfg_compare, source, log)
+    # Scratch's data-efficiency fits do not depend on the choice: they share the comparison's processes.
+    early = ("scratch",) if cfg.budgets and len(real.train) > 1 else ()
+    results, policies = compare_strategies(sim_policy, real, cfg_compare, source, log, budgets_of=early)
     chosen, choice = (choose(results, real.episode[real.val], cfg.seed) if cfg.strategy == "auto"
                       else (cfg.strategy, "--strategy"))
     log(f"chosen: {chosen} ({choice})")
