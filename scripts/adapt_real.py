@@ -69,9 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-bad", action="store_true", help="skip and report bad rows instead of stopping")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (kept aside until done)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=min(AdaptConfig.workers, os.cpu_count() or 1),
+                   help="processes training strategies side by side, one torch thread each (default: "
+                        f"{AdaptConfig.workers}, or the CPU count if smaller); the results do not depend on it")
     args = p.parse_args(argv)
-    if args.steps < 1:
-        p.error(f"--steps: must be at least 1, got {args.steps}")
+    for name in ("steps", "workers"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name}: must be at least 1, got {getattr(args, name)}")
     try:
         budgets = tuple(int(b) for b in args.budgets.split(",") if b.strip())
     except ValueError:
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         reader_options = {"image_key" if fmt == "lerobot" else "image_topic": args.image_topic}
     try:
         kwargs = {"strategy": args.strategy, "steps": args.steps, "max_samples": args.max_samples,
-                  "budgets": budgets, "seed": args.seed, "sim_tune": not args.no_sim_tune}
+                  "budgets": budgets, "seed": args.seed, "sim_tune": not args.no_sim_tune, "workers": args.workers}
         if args.compare:
             kwargs["compare"] = tuple(s.strip() for s in args.compare.split(",") if s.strip())
         cfg = AdaptConfig(**kwargs)

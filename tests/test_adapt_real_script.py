@@ -185,6 +185,15 @@ def test_evaluate_rejects_bad_proxy_parts(adapted, args, message):
 
 
 # -------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("flag", ["--workers", "--steps"])
+def test_fewer_than_one_worker_or_step_is_a_usage_error(fake_run, real_dataset, tmp_path, flag):
+    out = tmp_path / "out"
+    proc = run("scripts/adapt_real.py", "--run", str(fake_run), "--data", str(real_dataset), "--out", str(out),
+               flag, "0")
+    assert proc.returncode == 2 and f"{flag}: must be at least 1, got 0" in proc.stderr, proc.stderr[-2000:]
+    assert not out.exists()
+
+
 def test_non_numeric_cell_names_file_row_and_column(fake_run, real_dataset, tmp_path):
     data = copy_dataset(real_dataset, tmp_path / "data")
     rewrite_cell(data, 7, "ee_x", "0.5m")
