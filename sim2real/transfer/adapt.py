@@ -272,7 +272,7 @@ def train_strategy(sim_policy: GraspPolicy, strategy: Strategy, real: RealData, 
     if not len(train_idx) and not strategy.uda:
         raise ValueError(f"strategy {strategy.name}: needs labelled real rows (only adabn, dann and coral "
                          f"adapt from unlabelled images)")
-    steps = max(1, round(cfg.steps * strategy.steps_scale))
+    steps = strategy.steps(cfg.steps)
     fit_cfg = FitConfig(steps=steps, batch=cfg.batch, shift=cfg.shift, jitter=cfg.jitter, weights=cfg.weights)
     enc_ids = {id(p) for p in policy.encoder.parameters()}
     heads = [p for p in policy.parameters() if id(p) not in enc_ids]
@@ -393,7 +393,9 @@ def _train_and_score(sim_policy: GraspPolicy, job: _Job, real: RealData, cfg: Ad
     strategy = STRATEGIES[job.name]
     t0 = time.perf_counter()
     policy, history = train_strategy(sim_policy, strategy, real, job.rows, cfg, source, progress=progress)
-    res = {"val": evaluate_offline(policy, real.arrays, real.val, per_row=True) if len(real.val) else {"rows": 0},
+    # Per-row losses only where ``choose`` resamples them: the comparison, not the budget curve.
+    res = {"val": evaluate_offline(policy, real.arrays, real.val, per_row=job.budget is None) if len(real.val)
+           else {"rows": 0},
            "seconds": time.perf_counter() - t0,
            "train_rows": int(len(job.rows)), "history": history, "strategy": strategy.to_dict()}
     if job.budget is None and source is not None:

@@ -130,7 +130,7 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
     if cfg.strategy != "auto" and cfg.strategy not in compare:
         compare.append(cfg.strategy)
     cfg_compare = AdaptConfig(**{**cfg.to_dict(), "compare": tuple(compare)})
-    odd = ", ".join(f"{n} {max(1, round(cfg.steps * STRATEGIES[n].steps_scale))}" for n in compare
+    odd = ", ".join(f"{n} {STRATEGIES[n].steps(cfg.steps)}" for n in compare
                     if STRATEGIES[n].trains and STRATEGIES[n].steps_scale != 1)
     log(f"adapting with {len(compare)} strategies, {cfg.steps} steps each" + (f" ({odd})" if odd else ""))
     # Scratch's data-efficiency fits do not depend on the choice: they share the comparison's processes.

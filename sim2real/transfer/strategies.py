@@ -52,6 +52,10 @@ class Strategy:
     trains: bool = True
     steps_scale: float = 1.0
 
+    def steps(self, base: int) -> int:
+        """Its training steps when every strategy is given ``base`` (``AdaptConfig.steps``)."""
+        return max(1, round(base * self.steps_scale))
+
     def to_dict(self) -> dict:
         return asdict(self)
 
