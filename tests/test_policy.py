@@ -8,7 +8,18 @@ import torch
 from envs.camera import Camera
 from envs.expert import ScriptedExpert
 from policies.encoders import KEYPOINTS, EncoderSpec
-from policies.imitation import Buffer, FitConfig, fit, grasp_loss, keypoint_loss, keypoint_pixels
+from policies.imitation import (
+    Buffer,
+    FitConfig,
+    channels_last,
+    fit,
+    grasp_loss,
+    keypoint_loss,
+    keypoint_pixels,
+    losses,
+    make_batch,
+    nhwc,
+)
 from policies.policy import (
     GRASP_SCALE,
     MAX_TRANSLATION,
@@ -57,6 +68,40 @@ def test_save_load_gives_identical_actions(tmp_path):
     np.testing.assert_array_equal(a, b)
     single = loaded.act(buf.arrays["images"][0], buf.arrays["proprio"][0])
     assert single.shape == (5,) and single.dtype == np.float32
+
+
+def test_channels_last_training_computes_what_nchw_does_and_gives_the_layout_back():
+    buf, _ = tiny_buffer(n=8)
+    cfg = FitConfig(steps=1, batch=8, shift=0, jitter=0.0)
+    batch = make_batch(buf.arrays, np.arange(8), cfg)
+    batch["images"] = batch["images"].contiguous()
+    assert nhwc(batch)["images"].is_contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(0)
+    policy = GraspPolicy()
+    reference = GraspPolicy()
+    reference.load_state_dict(policy.state_dict())
+    policy.train(), reference.train()
+    expected = losses(reference, batch, cfg.weights)["total"]
+    expected.backward()
+    conv = policy.encoder.blocks[0][0].weight
+    with channels_last(policy):
+        assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+        total = losses(policy, nhwc(batch), cfg.weights)["total"]
+        total.backward()
+    torch.testing.assert_close(total, expected, rtol=1e-5, atol=1e-6)
+    for (name, a), b in zip(policy.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=name)
+    # Checkpoints, export and rollouts get the default layout back, from fit too.
+    assert all(p.is_contiguous() for p in policy.parameters())
+    fit(policy, buf, FitConfig(steps=2, batch=4), seed=0)
+    assert all(p.is_contiguous() for p in policy.parameters())
+    # (Weights after several Adam steps are not compared: Adam scales a near-zero gradient to a full
+    # step, so rounding-level differences in it become differences of one learning rate.)
+    a = GraspPolicy()
+    fit(a, buf, FitConfig(steps=1, batch=4), seed=1, layout="nchw")
+    assert all(p.is_contiguous() for p in a.parameters())
+    with pytest.raises(ValueError, match="layout"):
+        fit(a, buf, FitConfig(steps=1, batch=4), layout="NHWC!")
 
 
 def test_losses_skip_rows_without_labels():

@@ -225,3 +225,21 @@ def test_run_settings_show_a_sim_tuned_run_through_its_calibration_in_sim_only()
     assert run_settings(tuned, "proxy_real") is train  # the rig is mounted off the training camera
     assert run_settings({"train": train, "adapt": {"sim_tuned": False, "camera": calib}}) is train
     assert run_settings({"train": train}) is train and train["camera"] is None  # nothing changed in place
+
+
+def test_bench_fit_times_both_layouts_on_a_runs_data(smoke_run, tmp_path):
+    out, _ = smoke_run
+    before = {name: (out / name).read_bytes() for name in ("pretrained_policy.pt", "policy.pt")}
+    proc = run("scripts/bench_fit.py", str(out), "--steps", "2", "--rounds", "2", "--threads", "1",
+               "--json", str(tmp_path / "bench.json"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "bench.json").read_text())
+    for layout in ("nchw", "nhwc"):
+        assert len(result["ms_per_step"][layout]["rounds"]) == 2
+        assert result["ms_per_step"][layout]["median"] > 0
+    assert len(result["ratio_nchw_over_nhwc"]["rounds"]) == 2 and "as fast" in proc.stdout
+    # The run is left as it was: the bench trains in memory only.
+    assert {name: (out / name).read_bytes() for name in before} == before
+    bad = run("scripts/bench_fit.py", str(tmp_path))
+    assert bad.returncode == 2 and "not a training run" in bad.stderr
+    assert run("scripts/bench_fit.py", str(out), "--rounds", "0").returncode == 2

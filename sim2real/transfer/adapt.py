@@ -31,7 +31,16 @@ import torch.nn.functional as F
 
 from envs.config import check_int, check_number
 from policies.encoders import images_to_tensor
-from policies.imitation import GRASP_HUBER_BETA, FitConfig, keypoint_pixels, losses, make_batch, object_pixels
+from policies.imitation import (
+    GRASP_HUBER_BETA,
+    FitConfig,
+    channels_last,
+    keypoint_pixels,
+    losses,
+    make_batch,
+    nhwc,
+    object_pixels,
+)
 from policies.policy import GRASP_SCALE, GraspPolicy, grasp_targets
 from sim2real.data.episodes import Dataset, DatasetError
 from sim2real.stats import paired_gain_interval
@@ -292,45 +301,46 @@ def train_strategy(sim_policy: GraspPolicy, strategy: Strategy, real: RealData, 
     rows = train_idx
     if cfg.gripper_rows and real.gripper_only is not None and len(train_idx):
         rows = np.union1d(train_idx, real.gripper_only)
-    for step in tqdm(range(steps), desc=progress, disable=progress is None, leave=False, unit="step"):
-        frac = step / steps
-        set_trainable(policy, strategy, frac)
-        if len(train_idx):
-            batch = make_batch(real.arrays, rng.choice(rows, cfg.batch), fit_cfg, gen)
-            total = losses(policy, batch, cfg.weights)["total"]
-        else:  # unlabelled real data: only the unsupervised objectives (and the sim task) train
-            total = torch.zeros(())
-        row = {"step": step + 1, "task": total.item()}
-        if strategy.l2sp:
-            pen = l2sp_penalty(policy, reference)
-            total = total + 0.5 * strategy.l2sp * pen
-            row["l2sp"] = pen.item()
-        replay = source is not None and not strategy.scratch and (strategy.uda or cfg.sim_replay > 0)
-        if replay:
-            sim_b = make_batch(source, rng.integers(0, len(source["images"]), cfg.batch), fit_cfg, gen)
-            sim_out = losses(policy, sim_b, {"grasp": 1.0})
-            total = total + max(cfg.sim_replay, 0.5 if strategy.uda else 0.0) * sim_out["total"]
-            row["sim_task"] = sim_out["total"].item()
-        if strategy.uda:
-            f_sim = policy.encoder(sim_b["images"], sim_b["proprio"])
-            unl = make_batch(real.arrays, rng.choice(all_rows, cfg.batch), fit_cfg, gen)
-            f_real = policy.encoder(unl["images"], unl["proprio"])
-            if strategy.uda == "dann":
-                lam = 2.0 / (1.0 + math.exp(-10 * frac)) - 1.0  # Ganin & Lempitsky's ramp
-                logits = disc(torch.cat([f_sim, f_real]), lam)
-                labels = torch.cat([torch.zeros(len(f_sim)), torch.ones(len(f_real))])
-                align = F.binary_cross_entropy_with_logits(logits, labels)
-            else:
-                align = coral_loss(f_sim, f_real)
-            total = total + cfg.uda_weight * align
-            row["align"] = align.item()
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), 5.0)
-        opt.step()
-        sched.step()
-        if (step + 1) % max(1, steps // 20) == 0 or step + 1 == steps:
-            history.append({k: round(v, 5) for k, v in row.items()})
+    with channels_last(policy):  # faster convolutions on a CPU; NCHW again on exit
+        for step in tqdm(range(steps), desc=progress, disable=progress is None, leave=False, unit="step"):
+            frac = step / steps
+            set_trainable(policy, strategy, frac)
+            if len(train_idx):
+                batch = nhwc(make_batch(real.arrays, rng.choice(rows, cfg.batch), fit_cfg, gen))
+                total = losses(policy, batch, cfg.weights)["total"]
+            else:  # unlabelled real data: only the unsupervised objectives (and the sim task) train
+                total = torch.zeros(())
+            row = {"step": step + 1, "task": total.item()}
+            if strategy.l2sp:
+                pen = l2sp_penalty(policy, reference)
+                total = total + 0.5 * strategy.l2sp * pen
+                row["l2sp"] = pen.item()
+            replay = source is not None and not strategy.scratch and (strategy.uda or cfg.sim_replay > 0)
+            if replay:
+                sim_b = nhwc(make_batch(source, rng.integers(0, len(source["images"]), cfg.batch), fit_cfg, gen))
+                sim_out = losses(policy, sim_b, {"grasp": 1.0})
+                total = total + max(cfg.sim_replay, 0.5 if strategy.uda else 0.0) * sim_out["total"]
+                row["sim_task"] = sim_out["total"].item()
+            if strategy.uda:
+                f_sim = policy.encoder(sim_b["images"], sim_b["proprio"])
+                unl = nhwc(make_batch(real.arrays, rng.choice(all_rows, cfg.batch), fit_cfg, gen))
+                f_real = policy.encoder(unl["images"], unl["proprio"])
+                if strategy.uda == "dann":
+                    lam = 2.0 / (1.0 + math.exp(-10 * frac)) - 1.0  # Ganin & Lempitsky's ramp
+                    logits = disc(torch.cat([f_sim, f_real]), lam)
+                    labels = torch.cat([torch.zeros(len(f_sim)), torch.ones(len(f_real))])
+                    align = F.binary_cross_entropy_with_logits(logits, labels)
+                else:
+                    align = coral_loss(f_sim, f_real)
+                total = total + cfg.uda_weight * align
+                row["align"] = align.item()
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            if (step + 1) % max(1, steps // 20) == 0 or step + 1 == steps:
+                history.append({k: round(v, 5) for k, v in row.items()})
     policy.eval()
     return policy, history
 
