@@ -35,7 +35,7 @@ import numpy as np
 
 from envs.camera import Camera
 from envs.corruptions import Compose, Corruption, Jpeg
-from envs.textures import write_image
+from envs.textures import write_once
 
 # scikit-image's bundled photographs (shipped in the wheel, no download): colour ones as they are,
 # grey ones tinted like real materials.
@@ -58,6 +58,19 @@ def _skimage_data() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "data"
 
 
+def _proxy_texture(src: Path, k: int, grey: bool) -> np.ndarray | None:
+    """The ``k``-th pool photograph ``src`` as a TEXTURE_SIZE square BGR texture (a grey one tinted
+    with ``TINTS``); None if it does not decode."""
+    img = cv2.imread(str(src), cv2.IMREAD_COLOR)
+    if img is None:
+        return None
+    if grey:
+        tone = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float32)[..., None]
+        img = (tone * np.array(TINTS[k % len(TINTS)][::-1], np.float32)).clip(0, 255).astype(np.uint8)
+    side = min(img.shape[:2])
+    return cv2.resize(img[:side, :side], (TEXTURE_SIZE, TEXTURE_SIZE), interpolation=cv2.INTER_AREA)
+
+
 @functools.lru_cache(maxsize=1)
 def texture_files() -> list[str]:
     """Paths of the proxy-real texture pool (RGB PNGs, TEXTURE_SIZE square), cached on disk."""
@@ -69,18 +82,10 @@ def texture_files() -> list[str]:
         src = data / name
         if not src.exists():
             continue
-        dst = cache / f"{Path(name).stem}.png"
-        if not dst.exists():
-            img = cv2.imread(str(src), cv2.IMREAD_COLOR)
-            if img is None:
-                continue
-            if name in GREY_PHOTOS:
-                grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float32)[..., None]
-                img = (grey * np.array(TINTS[k % len(TINTS)][::-1], np.float32)).clip(0, 255).astype(np.uint8)
-            side = min(img.shape[:2])
-            img = cv2.resize(img[:side, :side], (TEXTURE_SIZE, TEXTURE_SIZE), interpolation=cv2.INTER_AREA)
-            write_image(dst, img, "a proxy-real texture (texture cache)")  # atomic: for parallel workers
-        out.append(str(dst))
+        make = functools.partial(_proxy_texture, src, k, name in GREY_PHOTOS)
+        path = write_once(cache / f"{Path(name).stem}.png", make, "a proxy-real texture (texture cache)")
+        if path is not None:  # (an unreadable photograph is left out)
+            out.append(path)
     if not out:
         raise ImportError(f"no photographs found in {data}; reinstall scikit-image")
     return out

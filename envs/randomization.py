@@ -18,7 +18,7 @@ from envs.config import RandomizationConfig
 from envs.corruptions import Compose, sample_pipeline
 from envs.scene import NOMINAL_COLORS, Scene, catalogue_color
 from envs.sim import Light
-from envs.textures import _write_once, texture_files
+from envs.textures import texture_files, write_once
 
 SURFACES = ("tray", "table", "floor")
 
@@ -146,4 +146,4 @@ def _white_texture() -> str:
     from pathlib import Path
 
     path = Path(os.environ.get("SIM2REAL_CACHE", tempfile.gettempdir())) / "sim2real_white.png"
-    return _write_once(path, lambda: np.full((4, 4, 3), 255, np.uint8))
+    return write_once(path, lambda: np.full((4, 4, 3), 255, np.uint8))

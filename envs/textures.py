@@ -143,17 +143,22 @@ def texture_files() -> dict[str, list[str]]:
     cache.mkdir(parents=True, exist_ok=True)
     procedural = []
     for i in range(NUM_PROCEDURAL):
-        procedural.append(_write_once(cache / f"procedural_{i:02d}.png", lambda i=i: _procedural(i)[:, :, ::-1]))
+        procedural.append(write_once(cache / f"procedural_{i:02d}.png", lambda i=i: _procedural(i)[:, :, ::-1]))
     root = Path(pybullet_data.getDataPath())
     photos = [_shrunk(root / p, cache) for p in PHOTOS if (root / p).exists()]
     return {"procedural": procedural, "photo": photos}
 
 
-def _write_once(path: Path, make_bgr: Callable[[], np.ndarray]) -> str:
-    """Write the BGR image ``make_bgr()`` to ``path`` unless it is already there; the path.
-    Atomic (``write_image``): parallel workers never see half a file."""
+def write_once(path: Path, make_bgr: Callable[[], np.ndarray | None], what: str = "a texture (texture cache)"
+               ) -> str | None:
+    """Write the BGR image ``make_bgr()`` to ``path`` unless it is already there; the path, or None
+    when ``make_bgr`` returns None (a source to skip). Atomic (``write_image``): parallel workers
+    never see half a file. ``what``: named in the error if the write fails."""
     if not path.exists():
-        write_image(path, make_bgr(), "a texture (texture cache)")
+        image = make_bgr()
+        if image is None:
+            return None
+        write_image(path, image, what)
     return str(path)
 
 
@@ -190,7 +195,7 @@ def _shrunk(source: Path, cache: Path) -> str:
             image = cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
         return image
 
-    return _write_once(cache / f"photo_{PHOTO_MAX_SIDE}_{source.parent.name}_{source.stem}.png", make)
+    return write_once(cache / f"photo_{PHOTO_MAX_SIDE}_{source.parent.name}_{source.stem}.png", make)
 
 
 def cut_textures(images: np.ndarray, count: int, rng: np.random.Generator,

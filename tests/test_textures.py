@@ -163,3 +163,17 @@ def test_write_image_is_atomic_and_names_what_failed(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="no_such_folder/x.png: could not write"):
         monkeypatch.undo()
         textures.write_image(tmp_path / "no_such_folder" / "x.png", np.zeros((4, 4, 3), np.uint8), "x")
+
+
+def test_write_once_writes_a_missing_file_only_and_skips_a_source_that_gives_nothing(tmp_path):
+    calls = []
+
+    def make():
+        calls.append(1)
+        return np.full((4, 4, 3), 7, np.uint8)
+
+    path = tmp_path / "t.png"
+    assert textures.write_once(path, make) == str(path) and path.is_file()
+    assert textures.write_once(path, make) == str(path) and len(calls) == 1  # there already: not made again
+    skipped = tmp_path / "unreadable.png"
+    assert textures.write_once(skipped, lambda: None) is None and not skipped.exists()
