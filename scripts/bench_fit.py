@@ -49,14 +49,22 @@ def main(argv: list[str] | None = None) -> int:
     from policies.policy import GraspPolicy
     from policies.train import TrainConfig
     from sim2real.data.episodes import read_dataset
+    from sim2real.runs import RunDir, RunError
 
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
-    cfg = TrainConfig.from_dict(json.loads(config_path.read_text())["train"])
+    try:  # a corrupt config.json or checkpoint is named, not a traceback
+        config = RunDir(args.run).read_json("config.json")
+        if not isinstance(config, dict) or "train" not in config:
+            raise RunError(f"{config_path}: no training settings (\"train\"); not a training run")
+        cfg = TrainConfig.from_dict(config["train"])
+        policy = GraspPolicy.load(policy_path)
+    except (RunError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     fit_cfg = dataclasses.replace(cfg.bc, steps=args.steps)
     buffer = Buffer()
     buffer.add_dataset(read_dataset(data_dir, image_size=cfg.image_size))
-    policy = GraspPolicy.load(policy_path)
     fit(policy, buffer, dataclasses.replace(fit_cfg, steps=5), seed=0)  # warm-up (oneDNN primitives)
     ms: dict[str, list[float]] = {"nchw": [], "nhwc": []}
     for r in range(args.rounds):

@@ -243,3 +243,9 @@ def test_bench_fit_times_both_layouts_on_a_runs_data(smoke_run, tmp_path):
     bad = run("scripts/bench_fit.py", str(tmp_path))
     assert bad.returncode == 2 and "not a training run" in bad.stderr
     assert run("scripts/bench_fit.py", str(out), "--rounds", "0").returncode == 2
+    # A damaged config.json is named (in a copy: the shared smoke run stays as it is).
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    (broken / "config.json").write_text("{not json")
+    proc = run("scripts/bench_fit.py", str(broken), "--steps", "1", "--rounds", "1")
+    assert proc.returncode == 2 and f"{broken / 'config.json'}: corrupt JSON" in proc.stderr, proc.stderr[-2000:]
