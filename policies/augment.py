@@ -3,6 +3,8 @@
 ``random_shift``: DrQ-style: pad by ``pad`` pixels (edge replicate) and crop back at a random
 offset per image, i.e. translate by up to +-pad pixels. ``color_jitter``: per image brightness,
 contrast and saturation factors and a small per-channel gain. Both are no-ops at strength 0.
+``style_mix``: Fourier-domain style mixing towards a target camera's images (FDA, Yang & Soatto,
+CVPR 2020), a no-op without target spectra or at probability 0.
 """
 
 from __future__ import annotations
@@ -57,3 +59,50 @@ def augment(images: torch.Tensor, pad: int = 4, jitter: float = 0.2,
     shifted, shift = random_shift(images, pad, generator, return_shift=True)
     out = color_jitter(shifted, jitter, generator)
     return (out, shift) if return_shift else out
+
+
+def amplitude_spectra(images: torch.Tensor) -> torch.Tensor:
+    """Amplitude spectra (N, 3, H, W // 2 + 1) of images (N, 3, H, W) in [0, 1]: ``style_mix``'s target."""
+    return torch.fft.rfft2(images).abs()
+
+
+def low_band(height: int, width: int, band: int) -> torch.Tensor:
+    """Boolean mask (H, W // 2 + 1) of ``rfft2``'s frequencies within ``band`` cycles per image of
+    zero on both axes (negative vertical frequencies sit at the end of the first axis)."""
+    mask = torch.zeros(height, width // 2 + 1, dtype=torch.bool)
+    mask[:band + 1, :band + 1] = True
+    if band > 0:
+        mask[height - band:, :band + 1] = True
+    return mask
+
+
+def style_mix(images: torch.Tensor, spectra: torch.Tensor | None, probability: float = 0.5, band: int = 2,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """Give each image, with ``probability``, some of a random target image's *style*: its amplitude
+    spectrum within ``band`` cycles per image (``low_band``) moves towards the target's by a random
+    share in [0, 1], its phase (where things are) is kept. ``spectra``: (M, 3, H, W // 2 + 1) from
+    ``amplitude_spectra`` of the target camera's frames, at this batch's size.
+
+    Why: the lowest frequencies of an image are its overall colour, brightness and slow gradients
+    (white balance, vignetting, a lamp's fall-off); taking them from real frames shows the simulated
+    scenes as that camera renders its world, and needs no label. Fine-tuning in simulation with it
+    (band 2) took the seed-2 and seed-0 defaults' proxy-real success from 47.8 to 65.5 % and from
+    45.2 to 56.8 % on the same 400 episodes (README, "The real camera's style in the fine-tuning")."""
+    if spectra is None or probability <= 0:
+        return images
+    n, _, h, w = images.shape
+    if tuple(spectra.shape[1:]) != (images.shape[1], h, w // 2 + 1):
+        raise ValueError(f"style_mix: target spectra of shape {tuple(spectra.shape)} do not match images of "
+                         f"shape {tuple(images.shape)}")
+    pick = torch.rand(n, generator=generator) < probability
+    if not pick.any():
+        return images
+    chosen = images[pick]
+    spectrum = torch.fft.rfft2(chosen)
+    amplitude, phase = spectrum.abs(), spectrum.angle()
+    target = spectra[torch.randint(0, len(spectra), (len(chosen),), generator=generator)]
+    share = torch.rand(len(chosen), 1, 1, 1, generator=generator)
+    mixed = torch.where(low_band(h, w, band), (1 - share) * amplitude + share * target, amplitude)
+    out = images.clone()
+    out[pick] = torch.fft.irfft2(mixed * torch.exp(1j * phase), s=(h, w)).clamp_(0.0, 1.0).to(images.dtype)
+    return out

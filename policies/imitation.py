@@ -34,8 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from envs.config import check_int, check_number
-from policies.augment import augment
+from envs.config import check_int, check_number, check_probability
+from policies.augment import amplitude_spectra, augment, style_mix
 from policies.encoders import KEYPOINTS, STRIDE, images_to_tensor
 from policies.policy import GraspPolicy, grasp_targets, object_targets
 from sim2real.data.episodes import MAX_OBJECT_POINTS, Dataset, Episode
@@ -54,7 +54,9 @@ class FitConfig:
 
     steps: gradient steps; batch: batch size; lr: learning rate of the heads; encoder_lr: of the
     encoder (lower when it is pretrained); weights: loss weights by name (see module docstring);
-    shift: random-shift pad, pixels; jitter: colour-jitter strength; weight_decay: AdamW.
+    shift: random-shift pad, pixels; jitter: colour-jitter strength; weight_decay: AdamW;
+    style / style_band: probability that a training image takes on a target camera's style, and the
+    frequency band it comes from (``policies.augment.style_mix``; only with ``fit(style_images=...)``).
     """
 
     steps: int = 1000
@@ -66,9 +68,13 @@ class FitConfig:
     shift: int = 4
     jitter: float = 0.2
     weight_decay: float = 1e-4
+    style: float = 0.0
+    style_band: int = 2
 
     def __post_init__(self) -> None:
         check_int("fit steps", self.steps, 0)
+        check_int("fit style_band", self.style_band, 0)
+        check_probability("fit style", self.style)
         check_int("fit batch", self.batch, 1)
         for name in ("lr", "encoder_lr"):
             # 0 is allowed: encoder_lr=0 fits the heads on a frozen encoder.
@@ -305,11 +311,16 @@ def nhwc(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def make_batch(arrays: dict[str, np.ndarray], idx: np.ndarray, cfg: FitConfig,
-               generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+               generator: torch.Generator | None = None,
+               spectra: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """A training batch of rows ``idx``: images augmented (N, 3, S, S), labels as float32 tensors,
-    keypoint and object pixels moved with the random shift."""
-    images, shift = augment(images_to_tensor(arrays["images"][idx]), cfg.shift, cfg.jitter, generator,
-                            return_shift=True)
+    keypoint and object pixels moved with the random shift. ``spectra``: a target camera's amplitude
+    spectra, whose style the images take on with probability ``cfg.style`` (``style_mix``), before
+    the shift and jitter."""
+    def styled(images: np.ndarray) -> torch.Tensor:
+        return style_mix(images_to_tensor(images), spectra, cfg.style, cfg.style_band, generator)
+
+    images, shift = augment(styled(arrays["images"][idx]), cfg.shift, cfg.jitter, generator, return_shift=True)
     def f32(name: str) -> torch.Tensor:
         return torch.as_tensor(arrays[name][idx], dtype=torch.float32)
 
@@ -319,15 +330,18 @@ def make_batch(arrays: dict[str, np.ndarray], idx: np.ndarray, cfg: FitConfig,
              "object_pixels": f32("object_pixels") + shift[:, None, :],
              "has_alt": torch.as_tensor(arrays["has_alt"][idx], dtype=torch.bool)}
     if batch["has_alt"].any():
-        batch["images_alt"] = augment(images_to_tensor(arrays["images_alt"][idx]), cfg.shift, cfg.jitter, generator)
+        batch["images_alt"] = augment(styled(arrays["images_alt"][idx]), cfg.shift, cfg.jitter, generator)
     return batch
 
 
 def fit(policy: GraspPolicy, data: Buffer, cfg: FitConfig, seed: int = 0,
         progress: str | None = None, log: Callable[[int, dict[str, float]], None] | None = None,
-        log_every: int | None = None, layout: str = "nhwc") -> list[dict[str, float]]:
+        log_every: int | None = None, layout: str = "nhwc",
+        style_images: np.ndarray | None = None) -> list[dict[str, float]]:
     """Train ``policy`` in place for ``cfg.steps`` steps; returns logged loss rows. ``layout``:
-    "nhwc" (default, faster on a CPU; see ``channels_last``) or "nchw" (PyTorch's default)."""
+    "nhwc" (default, faster on a CPU; see ``channels_last``) or "nchw" (PyTorch's default).
+    ``style_images``: (M, S, S, 3) uint8 RGB frames of a target camera, at the rows' image size,
+    whose style the training images take on with probability ``cfg.style`` (``style_mix``)."""
     from tqdm.auto import tqdm
 
     arrays = data.arrays
@@ -337,6 +351,12 @@ def fit(policy: GraspPolicy, data: Buffer, cfg: FitConfig, seed: int = 0,
         raise ValueError("fit: no training rows")
     if layout not in ("nhwc", "nchw"):
         raise ValueError(f"fit: layout must be 'nhwc' or 'nchw', not {layout!r}")
+    spectra = None
+    if style_images is not None and len(style_images) and cfg.style > 0:
+        if np.shape(style_images)[1:] != arrays["images"].shape[1:]:
+            raise ValueError(f"fit: style images of shape {np.shape(style_images)[1:]} do not match the rows' "
+                             f"images {arrays['images'].shape[1:]}")
+        spectra = amplitude_spectra(images_to_tensor(np.asarray(style_images)))
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     enc_params = [p for p in policy.encoder.parameters() if p.requires_grad]
@@ -355,7 +375,7 @@ def fit(policy: GraspPolicy, data: Buffer, cfg: FitConfig, seed: int = 0,
     with channels_last(policy) if layout == "nhwc" else nullcontext(policy):
         for step in bar:
             idx = rng.integers(0, n, cfg.batch)
-            batch = make_batch(arrays, idx, cfg, gen)
+            batch = make_batch(arrays, idx, cfg, gen, spectra)
             if layout == "nhwc":
                 batch = nhwc(batch)
             out = losses(policy, batch, cfg.weights)

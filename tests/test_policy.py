@@ -70,6 +70,28 @@ def test_save_load_gives_identical_actions(tmp_path):
     assert single.shape == (5,) and single.dtype == np.float32
 
 
+def test_fit_takes_on_a_target_cameras_style_only_when_asked():
+    """style_images at style 0 draw no random number (the fit is what it was); at style > 0 the
+    batches change; images of another size are refused, naming both shapes."""
+    buf, _ = tiny_buffer(n=8)
+    frames = np.full((3, 64, 64, 3), (200, 120, 40), np.uint8)  # a warm camera
+    def fitted(cfg, **kw):
+        torch.manual_seed(0)
+        policy = GraspPolicy()
+        fit(policy, buf, cfg, seed=0, **kw)
+        return policy.state_dict()
+    plain = fitted(FitConfig(steps=2, batch=4))
+    off = fitted(FitConfig(steps=2, batch=4, style=0.0), style_images=frames)
+    on = fitted(FitConfig(steps=2, batch=4, style=1.0), style_images=frames)
+    assert all(torch.equal(plain[k], off[k]) for k in plain)
+    assert not all(torch.equal(plain[k], on[k]) for k in plain)
+    with pytest.raises(ValueError, match=r"style images of shape \(32, 32, 3\)"):
+        fit(GraspPolicy(), buf, FitConfig(steps=1, batch=4, style=0.5), style_images=frames[:, :32, :32])
+    for bad, field in (({"style": 1.5}, "fit style"), ({"style_band": -1}, "fit style_band")):
+        with pytest.raises(ValueError, match=field):
+            FitConfig(**bad)
+
+
 def test_channels_last_training_computes_what_nchw_does_and_gives_the_layout_back():
     buf, _ = tiny_buffer(n=8)
     cfg = FitConfig(steps=1, batch=8, shift=0, jitter=0.0)

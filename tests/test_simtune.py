@@ -70,6 +70,8 @@ def test_sim_tune_collects_through_the_new_camera_and_fits(policy, moved_yaml, t
     folder = str(tmp_path / "data" / "target_textures")
     assert info["target_textures"] == {"textures": 4, "from_images": 5, "folder": folder}
     assert len(target_texture_files(folder)) == 4
+    # The fit's images took on the real frames' style (policies.augment.style_mix).
+    assert info["style"] == {"from_images": 5, "probability": cfg.style_mix, "band": cfg.style_band}
     assert tuned.spec.camera == Camera.from_camera_info(moved_yaml).to_dict()
     assert not tuned.training
     changed = [n for n, p in tuned.named_parameters() if not torch.equal(p, policy.state_dict()[n])]
@@ -98,7 +100,8 @@ def test_sim_tune_collects_through_the_new_camera_and_fits(policy, moved_yaml, t
     ({"lr": float("inf")}, "lr"), ({"encoder_lr": float("nan")}, "encoder_lr"), ({"encoder_lr": True}, "encoder_lr"),
     ({"texture_probability": 1.5}, "texture_probability"), ({"texture_probability": -0.1}, "texture_probability"),
     ({"texture_probability": True}, "texture_probability"), ({"target_textures": -1}, "target_textures"),
-    ({"target_texture_fraction": 1.5}, "target_texture_fraction")])
+    ({"target_texture_fraction": 1.5}, "target_texture_fraction"), ({"style_mix": 1.5}, "style_mix"),
+    ({"style_mix": float("nan")}, "style_mix"), ({"style_band": -1}, "style_band")])
 def test_sim_tune_config_rejects_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SimTuneConfig(**kwargs)
@@ -128,6 +131,7 @@ def test_adapt_run_sim_tunes_for_a_disagreeing_calibration(fake_run, real_datase
     assert (tmp_path / "adapted" / "data" / "sim_tune" / "dagger" / "dataset.json").is_file()
     report = (tmp_path / "adapted" / "report.md").read_text()
     assert "Simulation fine-tuning" in report and "4 patches cut from" in report
+    assert "took on the style of" in report
     spec = json.loads((tmp_path / "adapted" / "policy.json").read_text())
     assert spec["camera"] == Camera.from_camera_info(moved_yaml).to_dict()
     assert json.loads((tmp_path / "adapted" / "config.json").read_text())["adapt"]["sim_tuned"] is True

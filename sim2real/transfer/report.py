@@ -104,6 +104,9 @@ def write_markdown(path: Path, summary: dict[str, Any]) -> None:
                   f"`{tune['camera_info']}` ({collected}; {tune['rows']} rows, {tune['seconds']:.0f} s)"
                   + (f"; its worlds' surfaces wore {tt['textures']} patches cut from {tt['from_images']} real "
                      f"images outside the held-out episodes" if (tt := tune.get("target_textures")) else "")
+                  + (f"; {st['probability']:.0%} of its training images took on the style of {st['from_images']} "
+                     f"real images (their amplitude spectrum within {st['band']} cycles per image)"
+                     if (st := tune.get("style")) else "")
                   + ". The strategies above start from it (zero_shot is it, untouched by real labels)."]
         before = tune.get("untuned_val") or {}
         if before.get("rows"):
