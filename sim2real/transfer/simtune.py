@@ -166,13 +166,15 @@ def sim_tune(policy: GraspPolicy, train_config: dict, camera_info: str | Path, c
     # surfaces textured as often as ``cfg.texture_probability`` says, some with the real camera's own.
     env_kwargs = {"image_size": image_size, "objects": "train", "camera": str(camera_info)}
     target_fraction = None
-    if target_images is not None and len(target_images) and cfg.target_textures:
+    # The real frames, when any were given: the surfaces' patches and the fit's style come from them.
+    real = np.asarray(target_images) if target_images is not None and len(target_images) else None
+    if real is not None and cfg.target_textures:
         folder = Path(data_dir) / "target_textures"
-        cut = cut_textures(np.asarray(target_images), cfg.target_textures, np.random.default_rng(cfg.seed + 11))
+        cut = cut_textures(real, cfg.target_textures, np.random.default_rng(cfg.seed + 11))
         write_textures(cut, folder)
         env_kwargs["target_textures"], target_fraction = str(folder), cfg.target_texture_fraction
-        info["target_textures"] = {"textures": len(cut), "from_images": len(target_images), "folder": str(folder)}
-        log(f"  sim_tune: {len(cut)} textures cut from {len(target_images)} real images, worn by "
+        info["target_textures"] = {"textures": len(cut), "from_images": len(real), "folder": str(folder)}
+        log(f"  sim_tune: {len(cut)} textures cut from {len(real)} real images, worn by "
             f"{cfg.target_texture_fraction:.0%} of the textured surfaces")
     env_kwargs["randomization"] = with_texture_probability(train_config.get("randomization", "full"),
                                                            cfg.texture_probability, target_fraction)
@@ -202,9 +204,8 @@ def sim_tune(policy: GraspPolicy, train_config: dict, camera_info: str | Path, c
             else:
                 info["collected"][mode] = {"layouts": len(results)}
             buffer.add_dataset(read_dataset(root, image_size=image_size))
-    style = None
-    if target_images is not None and len(target_images) and cfg.style_mix > 0:
-        style = np.asarray(target_images)
+    style = real if real is not None and cfg.style_mix > 0 else None
+    if style is not None:
         info["style"] = {"from_images": len(style), "probability": cfg.style_mix, "band": cfg.style_band}
         log(f"  sim_tune: {cfg.style_mix:.0%} of the fit's images take on the style of {len(style)} real images "
             f"(amplitude spectrum within {cfg.style_band} cycles per image)")
