@@ -85,6 +85,8 @@ def test_fit_takes_on_a_target_cameras_style_only_when_asked():
     on = fitted(FitConfig(steps=2, batch=4, style=1.0), style_images=frames)
     assert all(torch.equal(plain[k], off[k]) for k in plain)
     assert not all(torch.equal(plain[k], on[k]) for k in plain)
+    with pytest.raises(ValueError, match=r"style=0.5 needs style_images"):
+        fit(GraspPolicy(), buf, FitConfig(steps=1, batch=4, style=0.5))  # style asked for, no frames
     with pytest.raises(ValueError, match=r"style images of shape \(32, 32, 3\)"):
         fit(GraspPolicy(), buf, FitConfig(steps=1, batch=4, style=0.5), style_images=frames[:, :32, :32])
     for bad, field in (({"style": 1.5}, "fit style"), ({"style_band": -1}, "fit style_band")):

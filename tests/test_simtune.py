@@ -216,3 +216,14 @@ def test_with_texture_probability_sets_the_target_share_only_when_given():
     both = RandomizationConfig.coerce(with_texture_probability("full", 1.0, 0.3))
     assert both.visual.target_texture_fraction.low == both.visual.target_texture_fraction.high == 0.3
     assert "target_texture_fraction" not in with_texture_probability("full", 1.0)["visual"]
+
+
+def test_sim_tune_without_real_images_takes_on_no_style_and_says_so(policy, moved_yaml, tmp_path):
+    """No real frames: no patches and no style, and the log and ``info`` say so rather than the fit
+    recording a style no image took on (``fit`` refuses a style without frames)."""
+    cfg = SimTuneConfig(**{**TINY, "expert_episodes": 0, "dagger_episodes": 0})
+    lines: list[str] = []
+    _, info = sim_tune(policy, {"image_size": 32, "randomization": "full", "chunk_size": 2}, moved_yaml, cfg,
+                       tmp_path / "data", log=lines.append)
+    assert cfg.style_mix > 0 and info["style"] is None and "target_textures" not in info
+    assert any("takes on no real style" in line for line in lines), lines

@@ -209,8 +209,12 @@ def sim_tune(policy: GraspPolicy, train_config: dict, camera_info: str | Path, c
         info["style"] = {"from_images": len(style), "probability": cfg.style_mix, "band": cfg.style_band}
         log(f"  sim_tune: {cfg.style_mix:.0%} of the fit's images take on the style of {len(style)} real images "
             f"(amplitude spectrum within {cfg.style_band} cycles per image)")
+    elif cfg.style_mix > 0:
+        info["style"] = None
+        log("  sim_tune: no real images given, so the fit takes on no real style (style_mix unused)")
     fit_cfg = FitConfig(steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, encoder_lr=cfg.encoder_lr,
-                        weights=dict(POLICY_WEIGHTS), style=cfg.style_mix, style_band=cfg.style_band)
+                        weights=dict(POLICY_WEIGHTS), style=cfg.style_mix if style is not None else 0.0,
+                        style_band=cfg.style_band)
     history = fit(tuned, buffer, fit_cfg, seed=cfg.seed + 7, progress="  sim_tune fit", style_images=style)
     tuned.eval()
     info.update(rows=len(buffer), history=history, seconds=time.perf_counter() - t0,
