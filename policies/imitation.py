@@ -352,11 +352,11 @@ def fit(policy: GraspPolicy, data: Buffer, cfg: FitConfig, seed: int = 0,
     if layout not in ("nhwc", "nchw"):
         raise ValueError(f"fit: layout must be 'nhwc' or 'nchw', not {layout!r}")
     spectra = None
-    if cfg.style > 0 and (style_images is None or not len(style_images)):
-        # Silently training without it would record a style that no image took on.
-        raise ValueError(f"fit: style={cfg.style} needs style_images (a target camera's frames); "
-                         "give them, or set style to 0")
-    if style_images is not None and len(style_images) and cfg.style > 0:
+    if cfg.style > 0:
+        if style_images is None or not len(style_images):
+            # Silently training without it would record a style that no image took on.
+            raise ValueError(f"fit: style={cfg.style} needs style_images (a target camera's frames); "
+                             "give them, or set style to 0")
         if np.shape(style_images)[1:] != arrays["images"].shape[1:]:
             raise ValueError(f"fit: style images of shape {np.shape(style_images)[1:]} do not match the rows' "
                              f"images {arrays['images'].shape[1:]}")
