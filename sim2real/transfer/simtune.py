@@ -11,10 +11,10 @@ proxy-real rig's true pose put into its geometry, grasped 11.5 % in the proxy-re
 So this does what retraining through the real calibration would, at a fraction of its cost:
 collect a few hundred expert demonstrations, randomized views and DAgger rollouts in simulation seen
 through the new camera (with the training's jitter around it), give the policy the new camera's
-geometry, and fine-tune it on them (``SimTuneConfig``: 4-5 minutes on 2 CPU cores, against 11 for
-training from scratch). Labels are free in simulation, so it needs no real label: only the
-calibration. Measured in the proxy-real domain through the rig's true pose (README): 52.0, 42.0 and
-52.0 % over three seeds against 44.0 % zero-shot, and 38.0, 40.0 and 38.0 % for the same
+geometry, and fine-tune it on them (``SimTuneConfig``: 134 s alone on 2 CPU cores, against 13-16
+minutes for training the default from scratch; README). Labels are free in simulation, so it needs
+no real label: only the calibration. Measured in the proxy-real domain through the rig's true pose
+(README): 52.0, 42.0 and 52.0 % over three seeds against 44.0 % zero-shot, and 38.0, 40.0 and 38.0 % for the same
 fine-tuning through the training camera: the camera is worth 10 points over more training, but
 over zero-shot the gain is not yet measurable. (Since then the fine-tuning also textures every
 surface, some with patches of the real frames, and gives its training images the real frames'
