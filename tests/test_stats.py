@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from sim2real.stats import paired_comparison, paired_gain_interval, success_summary, wilson_interval
+from sim2real.stats import (
+    paired_comparison,
+    paired_gain_interval,
+    paired_gain_pvalue,
+    success_summary,
+    wilson_interval,
+)
 
 
 def test_wilson_interval_contains_the_rate_and_narrows_with_more_trials():
@@ -39,6 +45,37 @@ def test_paired_gain_interval_resamples_whole_groups():
     assert paired_gain_interval(base, noisy, groups) == pytest.approx((0.05, 0.05))
     with pytest.raises(ValueError, match="equally long"):
         paired_gain_interval(base, base[:3], groups)
+
+
+def test_paired_gain_pvalue_is_exact_over_few_groups():
+    four = np.repeat(np.arange(4), 3)
+    base = np.full(12, 0.3)
+    # Lower in all 4 groups: only the observed pattern of 16 is as extreme.
+    assert paired_gain_pvalue(base, base - 0.05, four) == pytest.approx(1 / 16)
+    # ... while the bootstrap over those 4 groups excludes zero (all its resamples gain).
+    assert paired_gain_interval(base, base - 0.05, four)[0] > 0
+    # No difference, or a loss: nothing to show.
+    assert paired_gain_pvalue(base, base, four) == 1.0
+    assert paired_gain_pvalue(base, base + 0.05, four) == 1.0
+    # Lower in 3 of 4 groups by the same amount: patterns at least as extreme are the observed one
+    # and those with one other group flipped to a loss, 5 of 16.
+    other = base - np.repeat([0.05, 0.05, 0.05, -0.05], 3)
+    assert paired_gain_pvalue(base, other, four) == pytest.approx(5 / 16)
+    # Groups weigh by their rows: one group of 9 rows outweighs three of one row whatever their
+    # signs, so the evidence is one group's, p = 1/2.
+    heavy = np.array([0] * 9 + [1, 2, 3])
+    assert paired_gain_pvalue(base, base - np.where(heavy == 0, 0.05, -0.05), heavy) == pytest.approx(1 / 2)
+
+
+def test_paired_gain_pvalue_draws_over_many_groups():
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(40), 2)
+    base = rng.normal(0.3, 0.05, 80)
+    p_gain = paired_gain_pvalue(base, base - 0.03 + rng.normal(0, 0.01, 80), groups)
+    p_none = paired_gain_pvalue(base, base + rng.normal(0, 0.05, 80), groups)
+    assert p_gain < 0.001 < 0.05 < p_none
+    with pytest.raises(ValueError, match="equally long"):
+        paired_gain_pvalue(base, base[:3], groups)
 
 
 def test_paired_comparison_knows_a_difference_two_intervals_cannot_see():

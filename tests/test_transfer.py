@@ -456,24 +456,29 @@ def test_choice_and_negative_transfer_warnings():
 
 
 def test_auto_replaces_zero_shot_only_beyond_the_noise_of_the_held_out_episodes():
-    groups = np.repeat([0, 1, 2, 3], 5)
-    zero = np.full(20, 0.30)
+    groups = np.repeat(np.arange(8), 5)
+    zero = np.full(40, 0.30)
 
-    def results(other):
-        return {"zero_shot": {"val": {"rows": 20, "grasp_loss": float(zero.mean()), "row_loss": zero.tolist()}},
-                "adabn": {"val": {"rows": 20, "grasp_loss": float(np.mean(other)), "row_loss": list(other)}}}
+    def results(other, zero=zero):
+        return {"zero_shot": {"val": {"rows": len(zero), "grasp_loss": float(zero.mean()), "row_loss": zero.tolist()}},
+                "adabn": {"val": {"rows": len(other), "grasp_loss": float(np.mean(other)), "row_loss": list(other)}}}
 
-    # Better in every episode: chosen, with the interval in the reason.
+    # Better in every one of 8 episodes: chosen, with the interval and the test in the reason.
     steady = zero - 0.05
     chosen, why = choose(results(steady), groups)
-    assert chosen == "adabn" and "interval over 4 held-out episodes" in why
-    # Lower on average, but only thanks to one episode (two are worse): zero-shot kept.
-    mixed = zero + np.repeat([-0.30, 0.04, 0.04, -0.01], 5)
+    assert chosen == "adabn" and "interval over 8 held-out episodes" in why and "p = 0.0039" in why
+    # Lower on average, but only thanks to one episode (three are worse): zero-shot kept.
+    mixed = zero + np.repeat([-0.30, 0.04, 0.04, -0.01, 0.04, -0.01, -0.01, -0.01], 5)
     assert mixed.mean() < zero.mean()
     chosen, why = choose(results(mixed), groups)
     assert chosen == "zero_shot" and "within the split's noise" in why
+    # Four episodes, better in each: the bootstrap interval excludes zero, but no sign pattern of 4
+    # episodes is rarer than 1/16, so zero-shot is kept and the reason says how many it takes.
+    four, few = np.repeat(np.arange(4), 5), np.full(20, 0.30)
+    chosen, why = choose(results(few - 0.05, few), four)
+    assert chosen == "zero_shot" and "4 held-out episodes cannot show a gain" in why and "at least 6" in why
     # One held-out episode cannot tell: zero-shot kept; without groups, the plain lowest loss.
-    assert choose(results(steady), np.zeros(20))[0] == "zero_shot"
+    assert choose(results(steady), np.zeros(40))[0] == "zero_shot"
     assert choose(results(mixed))[0] == "adabn"
 
 
