@@ -363,9 +363,9 @@ def choose(results: dict[str, dict], groups: np.ndarray | None = None, seed: int
     against 0.280, interval -0.047 to 0.077 over 4 episodes), which grasped 39.5 % against
     59.5 % for zero-shot (there: the policy fine-tuned in simulation through the real calibration;
     README, "Results in the proxy-real domain"). The interval alone was not enough: over 4 episodes
-    it excluded zero for l2sp twice (seed 1, ``--seed 1``), which then grasped 54.0 % and 48.0 %
-    against 60-68 % for the policies it replaced (README, "Auto on four held-out episodes"); 4
-    episodes cannot reach p < 2^-4, so they keep zero-shot.
+    it excluded zero for l2sp twice (seed 1, ``--seed 1``), which then grasped 54.0 % and 48.0 %,
+    the second against 64.2 % for the policy it replaced (README, "Auto on four held-out
+    episodes"); 4 episodes cannot reach p < 2^-4, so they keep zero-shot.
     Without labelled held-out rows, ``UNSUPERVISED_DEFAULT``."""
     scored = [n for n in results if results[n]["val"].get("rows")]
     if not scored:
