@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="data-efficiency curve: labelled training rows (comma-separated; '' to skip)")
     p.add_argument("--camera-info", type=Path, help="ROS camera_info YAML of the real camera, with its pose in the "
                    "base frame (compared with the camera the run was trained with; when they disagree the policy "
-                   "is first fine-tuned in simulation seen through it, about 2.5 min on 2 cores)")
+                   "is first fine-tuned in simulation seen through it, about 2-3 min on 2 cores)")
     p.add_argument("--no-sim-tune", action="store_true", help="do not fine-tune in simulation for a --camera-info "
                    "that disagrees with the run's camera (only report the difference)")
     p.add_argument("--image-topic", help="bags: the image topic; LeRobot: the image feature key")

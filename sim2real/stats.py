@@ -49,9 +49,10 @@ def paired_gain_pvalue(base, other, groups, exact_up_to: int = 16, draws: int = 
     ``exact_up_to`` groups, else ``draws`` random ones) whose mean difference is at least the one seen.
 
     Why beside ``paired_gain_interval``: a bootstrap over a handful of groups is far narrower than its
-    level claims (four episodes give it 35 distinct resamples), while this test is exact for any
-    number of groups; with G groups no p below 2^-G is possible, so four episodes can never show a
-    gain at the 2.5 % level, whatever the losses."""
+    level claims (four episodes give it 35 distinct resamples), while this test is exact where it
+    matters, over few groups (beyond ``exact_up_to``, a Monte Carlo estimate, valid as well); with G
+    groups no p below 2^-G is possible, so four episodes can never show a gain at the 2.5 % level,
+    whatever the losses. NaN when a difference is not finite (nothing can be shown)."""
     base, other, groups = np.asarray(base, float), np.asarray(other, float), np.asarray(groups)
     if not len(base) or base.shape != other.shape or groups.shape != base.shape:
         raise ValueError(f"paired_gain_pvalue: base, other and groups must be equally long and not empty, "
@@ -60,6 +61,8 @@ def paired_gain_pvalue(base, other, groups, exact_up_to: int = 16, draws: int = 
     # Each group's summed difference: the mean difference over all rows is their sum over the row count,
     # so flipping a group's sign flips its sum (groups keep their weight in rows).
     sums = np.bincount(inverse, base - other)
+    if not np.isfinite(sums).all():
+        return float("nan")
     n = len(sums)
     if n <= exact_up_to:
         signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)

@@ -43,6 +43,8 @@ def test_paired_gain_interval_resamples_whole_groups():
     # Within-group noise does not count as evidence: rows of one group move together when resampled.
     noisy = base - 0.05 + np.tile([0.2, -0.2, 0.1, -0.1, 0.0], 4)
     assert paired_gain_interval(base, noisy, groups) == pytest.approx((0.05, 0.05))
+    # A diverged loss shows nothing (and never passes a p < level test).
+    assert np.isnan(paired_gain_pvalue(base, np.where(groups == 3, np.nan, base - 0.03), groups))
     with pytest.raises(ValueError, match="equally long"):
         paired_gain_interval(base, base[:3], groups)
 
@@ -57,8 +59,8 @@ def test_paired_gain_pvalue_is_exact_over_few_groups():
     # No difference, or a loss: nothing to show.
     assert paired_gain_pvalue(base, base, four) == 1.0
     assert paired_gain_pvalue(base, base + 0.05, four) == 1.0
-    # Lower in 3 of 4 groups by the same amount: patterns at least as extreme are the observed one
-    # and those with one other group flipped to a loss, 5 of 16.
+    # Lower in 3 of 4 groups by the same amount: patterns at least as extreme are the observed one,
+    # the three others with one group losing, and the one where all gain: 5 of 16.
     other = base - np.repeat([0.05, 0.05, 0.05, -0.05], 3)
     assert paired_gain_pvalue(base, other, four) == pytest.approx(5 / 16)
     # Groups weigh by their rows: one group of 9 rows outweighs three of one row whatever their

@@ -443,6 +443,8 @@ def test_choice_and_negative_transfer_warnings():
     results = {name: {"val": {"rows": 10, "grasp_loss": loss}}
                for name, loss in (("zero_shot", 0.5), ("probe", 0.3), ("full", 0.35), ("scratch", 0.32))}
     assert choose(results) == ("probe", "lowest held-out grasp loss")
+    # A diverged fit (NaN loss) ranks last, wherever it stands in the comparison's order.
+    assert choose({"full": {"val": {"rows": 10, "grasp_loss": float("nan")}}, **results})[0] == "probe"
     assert negative_transfer(results, "probe") == []
     warnings = negative_transfer(results, "full")
     assert len(warnings) == 1 and "NEGATIVE TRANSFER" in warnings[0] and "scratch" in warnings[0]

@@ -233,7 +233,7 @@ def evaluate_offline(policy: GraspPolicy, arrays: dict[str, np.ndarray], idx: np
                      batch: int = 256, per_row: bool = False) -> dict[str, float]:
     """Grasp-head quality on rows ``idx``: Huber loss (the training objective), median and mean
     horizontal error of the hand-to-grasp offset (cm) and median yaw error (deg, modulo a half turn).
-    ``per_row`` adds each row's loss (``row_loss``, in the order of ``idx``): what ``choose`` resamples."""
+    ``per_row`` adds each row's loss (``row_loss``, in the order of ``idx``): what ``choose`` tests and resamples."""
     policy.eval()
     preds, targets = [], []
     for i in range(0, len(idx), batch):
@@ -371,7 +371,8 @@ def choose(results: dict[str, dict], groups: np.ndarray | None = None, seed: int
     if not scored:
         chosen = UNSUPERVISED_DEFAULT if UNSUPERVISED_DEFAULT in results else next(iter(results))
         return chosen, "no labelled held-out rows to compare on"
-    best = min(scored, key=lambda name: results[name]["val"]["grasp_loss"])
+    # A non-finite loss (a diverged fit) ranks last, never first.
+    best = min(scored, key=lambda name: np.nan_to_num(results[name]["val"]["grasp_loss"], nan=np.inf))
     base = results.get("zero_shot", {}).get("val", {})
     if best == "zero_shot" or groups is None or "row_loss" not in base or "row_loss" not in results[best]["val"]:
         return best, "lowest held-out grasp loss"
@@ -385,10 +386,11 @@ def choose(results: dict[str, dict], groups: np.ndarray | None = None, seed: int
     gain = base["grasp_loss"] - results[best]["val"]["grasp_loss"]
     span = (f"95 % interval over {n_eps} held-out episodes {lo:.4f} to {hi:.4f}, "
             f"sign-flip test p = {p:.3g}")
-    if p < CHOICE_LEVEL:
+    if p < CHOICE_LEVEL:  # False for NaN
         return best, f"lowest held-out grasp loss, {gain:.4f} below zero-shot's ({span})"
-    if 2.0 ** -n_eps >= CHOICE_LEVEL:
-        need = math.ceil(-math.log2(CHOICE_LEVEL) + 1e-9)
+    # The fewest episodes whose rarest sign pattern (2^-G) is below the level.
+    need = math.ceil(-math.log2(CHOICE_LEVEL) + 1e-9)
+    if n_eps < need:
         return "zero_shot", (f"{best} had the lowest held-out grasp loss, {gain:.4f} below zero-shot's, but "
                              f"{n_eps} held-out episodes cannot show a gain at p < {CHOICE_LEVEL} ({span}; "
                              f"it takes at least {need}: record more labelled episodes): zero-shot kept")
@@ -416,7 +418,7 @@ def _train_and_score(sim_policy: GraspPolicy, job: _Job, real: RealData, cfg: Ad
     strategy = STRATEGIES[job.name]
     t0 = time.perf_counter()
     policy, history = train_strategy(sim_policy, strategy, real, job.rows, cfg, source, progress=progress)
-    # Per-row losses only where ``choose`` resamples them: the comparison, not the budget curve.
+    # Per-row losses only where ``choose`` tests them: the comparison, not the budget curve.
     res = {"val": evaluate_offline(policy, real.arrays, real.val, per_row=job.budget is None) if len(real.val)
            else {"rows": 0},
            "seconds": time.perf_counter() - t0,

@@ -75,7 +75,8 @@ def write_markdown(path: Path, summary: dict[str, Any]) -> None:
     lines += ["", "Grasp error: distance between where the grasp head says the grasp is (relative to the hand) "
               "and the executed grasp, on held-out real rows. Grasp loss: the training objective on the same "
               "rows (offset, height and yaw together), which `--strategy auto` minimizes (a strategy replaces "
-              "zero-shot only when its gain is beyond the split's noise, resampling held-out episodes). Sim error "
+              "zero-shot only when its gain is beyond the split's noise: a sign-flip test over held-out episodes, "
+              "p < 0.025, which takes at least 6 of them). Sim error "
               "after: the grasp error on simulated rows (catastrophic forgetting shows as a rise over zero-shot's). "
               "The held-out split is small: differences of a few tenths of a centimetre are noise; closed-loop "
               "success (`scripts/evaluate.py RUN --domain proxy_real`, or on the robot) decides.", ""]
