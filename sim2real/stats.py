@@ -31,10 +31,7 @@ def paired_gain_interval(base, other, groups, seed: int = 0, draws: int = 2000,
     """Bootstrap interval (``level``) of mean(base) - mean(other) over paired rows (e.g. per-row
     losses of two models on the same held-out rows), resampling whole groups (``groups``, one id per
     row; e.g. episodes) with replacement: rows of one group are not independent evidence."""
-    base, other, groups = np.asarray(base, float), np.asarray(other, float), np.asarray(groups)
-    if not len(base) or base.shape != other.shape or groups.shape != base.shape:
-        raise ValueError(f"paired_gain_interval: base, other and groups must be equally long and not empty, "
-                         f"got {base.shape}, {other.shape}, {groups.shape}")
+    base, other, groups = _paired("paired_gain_interval", base, other, groups)
     mean_base, mean_other = _resampled_means((base, other), groups, draws, seed)
     tail = 100 * (1 - level) / 2
     lo, hi = np.percentile(mean_base - mean_other, [tail, 100 - tail])
@@ -53,10 +50,7 @@ def paired_gain_pvalue(base, other, groups, exact_up_to: int = 16, draws: int = 
     matters, over few groups (beyond ``exact_up_to``, a Monte Carlo estimate, valid as well); with G
     groups no p below 2^-G is possible, so four episodes can never show a gain at the 2.5 % level,
     whatever the losses. NaN when a difference is not finite (nothing can be shown)."""
-    base, other, groups = np.asarray(base, float), np.asarray(other, float), np.asarray(groups)
-    if not len(base) or base.shape != other.shape or groups.shape != base.shape:
-        raise ValueError(f"paired_gain_pvalue: base, other and groups must be equally long and not empty, "
-                         f"got {base.shape}, {other.shape}, {groups.shape}")
+    base, other, groups = _paired("paired_gain_pvalue", base, other, groups)
     _, inverse = np.unique(groups, return_inverse=True)
     # Each group's summed difference: the mean difference over all rows is their sum over the row count,
     # so flipping a group's sign flips its sum (groups keep their weight in rows).
@@ -64,17 +58,23 @@ def paired_gain_pvalue(base, other, groups, exact_up_to: int = 16, draws: int = 
     if not np.isfinite(sums).all():
         return float("nan")
     n = len(sums)
-    if n <= exact_up_to:
-        signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
-    else:
-        signs = np.random.default_rng(seed).choice([-1, 1], (draws, n))
-    stats = signs @ sums
-    # The observed pattern counts as one of the randomizations (also when drawn): p is never 0.
     # A relative tolerance: sign patterns equal to the observed one in exact arithmetic stay ties.
     seen = sums.sum() - 1e-12 * np.abs(sums).sum()
     if n <= exact_up_to:
-        return float(np.mean(stats >= seen))
-    return float((np.sum(stats >= seen) + 1) / (draws + 1))
+        signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
+        return float(np.mean(signs @ sums >= seen))
+    signs = np.random.default_rng(seed).choice([-1, 1], (draws, n))
+    # The observed pattern counts as one of the randomizations when they are drawn: p is never 0.
+    return float((np.sum(signs @ sums >= seen) + 1) / (draws + 1))
+
+
+def _paired(name: str, base, other, groups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The paired tests' input as arrays (losses as float), or ValueError naming ``name``."""
+    base, other, groups = np.asarray(base, float), np.asarray(other, float), np.asarray(groups)
+    if not len(base) or base.shape != other.shape or groups.shape != base.shape:
+        raise ValueError(f"{name}: base, other and groups must be equally long and not empty, "
+                         f"got {base.shape}, {other.shape}, {groups.shape}")
+    return base, other, groups
 
 
 def _resampled_means(columns, groups: np.ndarray, draws: int, seed: int) -> list[np.ndarray]:

@@ -43,8 +43,6 @@ def test_paired_gain_interval_resamples_whole_groups():
     # Within-group noise does not count as evidence: rows of one group move together when resampled.
     noisy = base - 0.05 + np.tile([0.2, -0.2, 0.1, -0.1, 0.0], 4)
     assert paired_gain_interval(base, noisy, groups) == pytest.approx((0.05, 0.05))
-    # A diverged loss shows nothing (and never passes a p < level test).
-    assert np.isnan(paired_gain_pvalue(base, np.where(groups == 3, np.nan, base - 0.03), groups))
     with pytest.raises(ValueError, match="equally long"):
         paired_gain_interval(base, base[:3], groups)
 
@@ -76,6 +74,8 @@ def test_paired_gain_pvalue_draws_over_many_groups():
     p_gain = paired_gain_pvalue(base, base - 0.03 + rng.normal(0, 0.01, 80), groups)
     p_none = paired_gain_pvalue(base, base + rng.normal(0, 0.05, 80), groups)
     assert p_gain < 0.001 < 0.05 < p_none
+    # A diverged loss shows nothing (and never passes a p < level test).
+    assert np.isnan(paired_gain_pvalue(base, np.where(groups == 3, np.nan, base - 0.03), groups))
     with pytest.raises(ValueError, match="equally long"):
         paired_gain_pvalue(base, base[:3], groups)
 

@@ -348,6 +348,8 @@ def train_strategy(sim_policy: GraspPolicy, strategy: Strategy, real: RealData, 
 UNSUPERVISED = ("zero_shot", "adabn", "dann", "coral")
 # One-sided level of ``choose``'s test: the same as a two-sided 95 % interval excluding zero.
 CHOICE_LEVEL = 0.025
+# The fewest held-out episodes whose rarest sign pattern (2^-G) is below that level: 6.
+CHOICE_MIN_EPISODES = math.ceil(-math.log2(CHOICE_LEVEL) + 1e-9)
 UNSUPERVISED_DEFAULT = "adabn"  # no labels to choose with: the one that cannot hurt the task heads
 
 
@@ -378,9 +380,6 @@ def choose(results: dict[str, dict], groups: np.ndarray | None = None, seed: int
         return best, "lowest held-out grasp loss"
     groups = np.asarray(groups)
     n_eps = len(np.unique(groups))
-    if n_eps < 2:
-        return "zero_shot", (f"{best} had the lowest held-out grasp loss, but one held-out episode cannot "
-                             f"tell a gain from noise: zero-shot kept")
     lo, hi = paired_gain_interval(base["row_loss"], results[best]["val"]["row_loss"], groups, seed)
     p = paired_gain_pvalue(base["row_loss"], results[best]["val"]["row_loss"], groups, seed=seed)
     gain = base["grasp_loss"] - results[best]["val"]["grasp_loss"]
@@ -388,12 +387,12 @@ def choose(results: dict[str, dict], groups: np.ndarray | None = None, seed: int
             f"sign-flip test p = {p:.3g}")
     if p < CHOICE_LEVEL:  # False for NaN
         return best, f"lowest held-out grasp loss, {gain:.4f} below zero-shot's ({span})"
-    # The fewest episodes whose rarest sign pattern (2^-G) is below the level.
-    need = math.ceil(-math.log2(CHOICE_LEVEL) + 1e-9)
-    if n_eps < need:
+    if n_eps < CHOICE_MIN_EPISODES:
         return "zero_shot", (f"{best} had the lowest held-out grasp loss, {gain:.4f} below zero-shot's, but "
-                             f"{n_eps} held-out episodes cannot show a gain at p < {CHOICE_LEVEL} ({span}; "
-                             f"it takes at least {need}: record more labelled episodes): zero-shot kept")
+                             f"{n_eps} held-out episode{'s' if n_eps > 1 else ''} cannot show a gain at "
+                             f"p < {CHOICE_LEVEL} ({span}; "
+                             f"it takes at least {CHOICE_MIN_EPISODES}: record more labelled episodes): "
+                             "zero-shot kept")
     return "zero_shot", (f"{best} had the lowest held-out grasp loss, {gain:.4f} below zero-shot's, but within "
                          f"the split's noise ({span}): zero-shot kept")
 

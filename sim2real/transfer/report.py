@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sim2real.transfer.adapt import CHOICE_LEVEL, CHOICE_MIN_EPISODES
+
 
 def write_png(path: Path, results: dict[str, dict], efficiency: dict[str, Any] | None, chosen: str) -> None:
     import matplotlib
@@ -76,7 +78,7 @@ def write_markdown(path: Path, summary: dict[str, Any]) -> None:
               "and the executed grasp, on held-out real rows. Grasp loss: the training objective on the same "
               "rows (offset, height and yaw together), which `--strategy auto` minimizes (a strategy replaces "
               "zero-shot only when its gain is beyond the split's noise: a sign-flip test over held-out episodes, "
-              "p < 0.025, which takes at least 6 of them). Sim error "
+              f"p < {CHOICE_LEVEL}, which takes at least {CHOICE_MIN_EPISODES} of them). Sim error "
               "after: the grasp error on simulated rows (catastrophic forgetting shows as a rise over zero-shot's). "
               "The held-out split is small: differences of a few tenths of a centimetre are noise; closed-loop "
               "success (`scripts/evaluate.py RUN --domain proxy_real`, or on the robot) decides.", ""]
