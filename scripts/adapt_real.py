@@ -12,7 +12,8 @@ Every strategy (zero-shot, probe, partial, full, gradual, l2sp, adabn, dann, cor
 trained on the same labelled rows and compared on a held-out split of episodes; --strategy auto picks
 the best there, if it beats zero-shot by more than the split's noise (else zero-shot). With a
 --camera-info that disagrees with the run's camera, the policy is first fine-tuned in simulation
-seen through the real calibration (no real labels needed).
+seen through the real calibration (no real labels needed; by default three independent draws of it,
+averaged: --sim-tune-draws).
 The adapted run directory (default <run>-adapted) holds policy.pt, encoder.pt, the
 exported policy.onnx + policy.json, config.json, metrics.json, report.md and report.png, and works
 with scripts/evaluate.py.
@@ -62,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="data-efficiency curve: labelled training rows (comma-separated; '' to skip)")
     p.add_argument("--camera-info", type=Path, help="ROS camera_info YAML of the real camera, with its pose in the "
                    "base frame (compared with the camera the run was trained with; when they disagree the policy "
-                   "is first fine-tuned in simulation seen through it, about 2-3 min on 2 cores)")
+                   "is first fine-tuned in simulation seen through it, about 2 min per draw (--sim-tune-draws) on "
+                   "2 cores)")
+    p.add_argument("--sim-tune-draws", type=int, default=AdaptConfig.sim_tune_draws,
+                   help="independent draws of the fine-tuning in simulation (with a --camera-info that disagrees "
+                        "with the run's camera), averaged weight by weight (default: %(default)s; 1 for the "
+                        "quickest run, about 4 min less)")
     p.add_argument("--no-sim-tune", action="store_true", help="do not fine-tune in simulation for a --camera-info "
                    "that disagrees with the run's camera (only report the difference)")
     p.add_argument("--image-topic", help="bags: the image topic; LeRobot: the image feature key")
@@ -73,9 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="processes training strategies side by side, one torch thread each (default: "
                         f"{AdaptConfig.workers}, or the CPU count if smaller); the results do not depend on it")
     args = p.parse_args(argv)
-    for name in ("steps", "workers"):
+    for name in ("steps", "workers", "sim_tune_draws"):
         if getattr(args, name) < 1:
-            p.error(f"--{name}: must be at least 1, got {getattr(args, name)}")
+            p.error(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(args, name)}")
     try:
         budgets = tuple(int(b) for b in args.budgets.split(",") if b.strip())
     except ValueError:
@@ -106,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         reader_options = {"image_key" if fmt == "lerobot" else "image_topic": args.image_topic}
     try:
         kwargs = {"strategy": args.strategy, "steps": args.steps, "max_samples": args.max_samples,
-                  "budgets": budgets, "seed": args.seed, "sim_tune": not args.no_sim_tune, "workers": args.workers}
+                  "budgets": budgets, "seed": args.seed, "sim_tune": not args.no_sim_tune, "workers": args.workers,
+                  "sim_tune_draws": args.sim_tune_draws}
         if args.compare:
             kwargs["compare"] = tuple(s.strip() for s in args.compare.split(",") if s.strip())
         cfg = AdaptConfig(**kwargs)

@@ -185,7 +185,7 @@ def test_evaluate_rejects_bad_proxy_parts(adapted, args, message):
 
 
 # -------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("flag", ["--workers", "--steps"])
+@pytest.mark.parametrize("flag", ["--workers", "--steps", "--sim-tune-draws"])
 def test_fewer_than_one_worker_or_step_is_a_usage_error(fake_run, real_dataset, tmp_path, flag):
     out = tmp_path / "out"
     proc = run("scripts/adapt_real.py", "--run", str(fake_run), "--data", str(real_dataset), "--out", str(out),

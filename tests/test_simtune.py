@@ -4,6 +4,7 @@ adapt_run doing it when the given calibration disagrees with the run's camera.""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,7 +17,15 @@ from envs.textures import target_texture_files
 from policies.encoders import EncoderSpec
 from policies.policy import GraspPolicy
 from sim2real.data.episodes import read_dataset
-from sim2real.transfer.simtune import CAMERA_BUFFERS, SimTuneConfig, sim_tune, with_camera
+from sim2real.transfer.simtune import (
+    CAMERA_BUFFERS,
+    DRAW_SEED_STRIDE,
+    SimTuneConfig,
+    average_policies,
+    sim_tune,
+    sim_tune_draws,
+    with_camera,
+)
 
 MOVED = Camera().perturbed(np.array([0.02, -0.02, 0.01]), np.array([0.03, -0.02, 0.0]), 1.03)
 TINY = dict(expert_episodes=2, views_layouts=2, views_per_layout=2, dagger_episodes=2, steps=3, batch=8, workers=1,
@@ -93,6 +102,67 @@ def test_sim_tune_collects_through_the_new_camera_and_fits(policy, moved_yaml, t
     assert policy.spec.camera == Camera().to_dict()
 
 
+def test_average_policies_means_every_float_weight_and_statistic():
+    import copy
+
+    torch.manual_seed(0)
+    one = GraspPolicy(EncoderSpec(image_size=32, camera=Camera().to_dict()), geometry=True)
+    two = copy.deepcopy(one)
+    two.train()(torch.rand(4, 3, 32, 32), torch.rand(4, 5))  # moves two's BatchNorm statistics and step counts
+    # Copies of one policy average to exactly it (the camera's buffers too), in either order.
+    for name, value in average_policies([one, copy.deepcopy(one), copy.deepcopy(one)]).state_dict().items():
+        assert torch.equal(value, one.state_dict()[name]), name
+    soup = average_policies([two, one])
+    assert not soup.training
+    moved = []
+    for name, value in soup.state_dict().items():
+        a, b = two.state_dict()[name], one.state_dict()[name]
+        if value.is_floating_point():
+            assert torch.allclose(value, (a + b) / 2), name
+            if not torch.equal(a, b):
+                moved.append(name)
+        else:
+            assert torch.equal(value, a), name  # the first's step counts, not a mean rounded down
+    assert any(name.endswith("running_mean") for name in moved), moved
+    with pytest.raises(ValueError, match="no policies"):
+        average_policies([])
+    with pytest.raises(ValueError, match="camera"):
+        average_policies([one, with_camera(one, MOVED)])
+
+
+def test_sim_tune_draws_averages_independent_draws(policy, moved_yaml, tmp_path):
+    """Each draw has its own seed and folder and keeps its policy; the result is their average; only
+    the first draw keeps its collected rows; the real-row scores of each draw and of the average are kept."""
+    cfg = SimTuneConfig(**TINY, draws=3, seed=5)
+    train_config = {"image_size": 32, "randomization": "full", "chunk_size": 2}
+    seen = []
+
+    def score(tuned):
+        seen.append(tuned)
+        return {"rows": 7, "grasp_loss": 0.3, "xy_err_cm_mean": float(len(seen))}
+
+    tuned, info = sim_tune_draws(policy, train_config, moved_yaml, cfg, tmp_path / "data", score,
+                                 log=lambda _m: None)
+    assert [d["seed"] for d in info["draws"]] == [5, 5 + DRAW_SEED_STRIDE, 5 + 2 * DRAW_SEED_STRIDE]
+    assert [d["xy_err_cm_mean"] for d in info["draws"]] == [1.0, 2.0, 3.0] and info["average"]["xy_err_cm_mean"] == 4.0
+    assert seen[3] is tuned and info["config"]["draws"] == 3
+    draws = [GraspPolicy.load(tmp_path / "data" / f"draw{k}" / "policy.pt") for k in range(3)]
+    # The draws differ (their own worlds and fits), and the result is their mean.
+    assert any(not torch.equal(a, b) for a, b in zip(draws[1].parameters(), draws[2].parameters(), strict=True))
+    mean = average_policies(draws)
+    for name, value in tuned.state_dict().items():
+        assert torch.equal(value, mean.state_dict()[name]), name
+    assert tuned.spec.camera == Camera.from_camera_info(moved_yaml).to_dict()
+    assert (tmp_path / "data" / "draw0" / "dagger" / "dataset.json").is_file()
+    for k in (1, 2):
+        assert not [p for p in (tmp_path / "data" / f"draw{k}").iterdir() if p.is_dir()], "rows kept"
+    # Without real labels there is nothing to score: the average all the same.
+    _, unscored = sim_tune_draws(policy, train_config, moved_yaml, replace(cfg, draws=2), tmp_path / "plain", None,
+                                 log=lambda _m: None)
+    assert unscored["average"] is None and len(unscored["draws"]) == 2
+    assert (tmp_path / "plain" / "draw1" / "policy.pt").is_file()
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"steps": -1}, "steps"), ({"steps": 0}, "steps"), ({"views_per_layout": 0}, "views_per_layout"),
     ({"workers": 0}, "workers"), ({"dagger_beta": 2.0}, "dagger_beta"),
@@ -101,7 +171,7 @@ def test_sim_tune_collects_through_the_new_camera_and_fits(policy, moved_yaml, t
     ({"texture_probability": 1.5}, "texture_probability"), ({"texture_probability": -0.1}, "texture_probability"),
     ({"texture_probability": True}, "texture_probability"), ({"target_textures": -1}, "target_textures"),
     ({"target_texture_fraction": 1.5}, "target_texture_fraction"), ({"style_mix": 1.5}, "style_mix"),
-    ({"style_mix": float("nan")}, "style_mix"), ({"style_band": -1}, "style_band")])
+    ({"style_mix": float("nan")}, "style_mix"), ({"style_band": -1}, "style_band"), ({"draws": 0}, "draws")])
 def test_sim_tune_config_rejects_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SimTuneConfig(**kwargs)
@@ -116,7 +186,7 @@ def test_adapt_run_sim_tunes_for_a_disagreeing_calibration(fake_run, real_datase
     from sim2real.transfer.adapt import AdaptConfig
     from sim2real.transfer.run import adapt_run
 
-    monkeypatch.setattr(simtune, "SimTuneConfig", lambda seed=0: SimTuneConfig(**TINY, seed=seed))
+    monkeypatch.setattr(simtune, "SimTuneConfig", lambda seed=0, draws=1: SimTuneConfig(**TINY, seed=seed, draws=draws))
     cfg = AdaptConfig(strategy="partial", compare=("zero_shot", "partial"), steps=2, batch=8, budgets=())
     summary = adapt_run(fake_run, real_dataset, tmp_path / "adapted", cfg, camera_info=moved_yaml,
                         log=lambda _m: None)
@@ -128,9 +198,15 @@ def test_adapt_run_sim_tunes_for_a_disagreeing_calibration(fake_run, real_datase
     assert "fine-tuned in simulation" in summary["camera_check"]
     adapted = GraspPolicy.load(tmp_path / "adapted" / "policy.pt")
     assert adapted.spec.camera == Camera.from_camera_info(moved_yaml).to_dict()
-    assert (tmp_path / "adapted" / "data" / "sim_tune" / "dagger" / "dataset.json").is_file()
+    # Three draws (the default), measured on the real rows and averaged; the first draw's rows stay.
+    tune = summary["sim_tune"]
+    assert [d["draw"] for d in tune["draws"]] == [0, 1, 2] and all(d["rows"] > 0 for d in tune["draws"])
+    assert tune["average"]["rows"] == tune["draws"][0]["rows"]
+    tuned_data = tmp_path / "adapted" / "data" / "sim_tune"
+    assert sorted(p.parent.parent.name for p in tuned_data.glob("*/dagger/dataset.json")) == ["draw0"]
     report = (tmp_path / "adapted" / "report.md").read_text()
     assert "Simulation fine-tuning" in report and "4 patches cut from" in report
+    assert "the average, weight by weight, of 3 independent draws" in report and "for the average" in report
     assert "took on the style of" in report
     spec = json.loads((tmp_path / "adapted" / "policy.json").read_text())
     assert spec["camera"] == Camera.from_camera_info(moved_yaml).to_dict()
@@ -151,6 +227,33 @@ def test_adapt_run_sim_tunes_for_a_disagreeing_calibration(fake_run, real_datase
     assert json.loads((tmp_path / "untuned" / "config.json").read_text())["adapt"]["sim_tuned"] is False
 
 
+def test_adapt_run_with_one_draw_keeps_the_single_fine_tuning_layout(fake_run, real_dataset, moved_yaml, tmp_path,
+                                                                    monkeypatch):
+    """--sim-tune-draws 1: one fine-tuning straight into data/sim_tune/ (as before there were draws), no
+    draws in the summary or report; the strategies' simulated rows come from it, as with draws from draw0."""
+    import sim2real.transfer.simtune as simtune
+    from sim2real.transfer.adapt import AdaptConfig, sim_arrays
+    from sim2real.transfer.run import adapt_run
+
+    monkeypatch.setattr(simtune, "SimTuneConfig", lambda seed=0, draws=1: SimTuneConfig(**TINY, seed=seed, draws=draws))
+    cfg = AdaptConfig(strategy="zero_shot", compare=("zero_shot",), steps=2, batch=8, budgets=(), sim_tune_draws=1)
+    summary = adapt_run(fake_run, real_dataset, tmp_path / "one", cfg, camera_info=moved_yaml, log=lambda _m: None)
+    tuned = tmp_path / "one" / "data" / "sim_tune"
+    assert (tuned / "dagger" / "dataset.json").is_file() and not list(tuned.glob("draw*"))
+    assert "draws" not in summary["sim_tune"] and summary["sim_tune"]["rows"] > 0
+    assert "independent draws" not in (tmp_path / "one" / "report.md").read_text()
+    camera = Camera.from_camera_info(moved_yaml).to_dict()
+    rows = sim_arrays(tmp_path / "one", 50, 32, camera, 0)
+    assert rows is not None and len(rows["images"]) > 0
+    # With draws, the same rows are found in the first draw's folder.
+    three = tmp_path / "three" / "data" / "sim_tune" / "draw0"
+    three.mkdir(parents=True)
+    for mode in ("expert", "views", "dagger"):
+        (tuned / mode).rename(three / mode)
+    found = sim_arrays(tmp_path / "three", 50, 32, camera, 0)
+    assert found is not None and np.array_equal(found["images"], rows["images"])
+
+
 def test_a_sim_tuned_run_is_evaluated_in_sim_through_its_calibration(fake_run, real_dataset, moved_yaml, tmp_path,
                                                                     monkeypatch):
     """Its geometry is the calibration's, so simulation renders through that camera; the proxy-real
@@ -160,7 +263,7 @@ def test_a_sim_tuned_run_is_evaluated_in_sim_through_its_calibration(fake_run, r
     from sim2real.transfer.adapt import AdaptConfig
     from sim2real.transfer.run import adapt_run
 
-    monkeypatch.setattr(simtune, "SimTuneConfig", lambda seed=0: SimTuneConfig(**TINY, seed=seed))
+    monkeypatch.setattr(simtune, "SimTuneConfig", lambda seed=0, draws=1: SimTuneConfig(**TINY, seed=seed, draws=draws))
     cfg = AdaptConfig(strategy="zero_shot", compare=("zero_shot",), steps=2, batch=8, budgets=())
     adapt_run(fake_run, real_dataset, tmp_path / "tuned", cfg, camera_info=moved_yaml, log=lambda _m: None)
     sim = evaluate_run(tmp_path / "tuned", episodes=1, train_episodes=0, workers=1)

@@ -77,6 +77,8 @@ class AdaptConfig:
     augmentation (pixels, strength); sim_tune: when a real camera calibration is given that
     disagrees with the run's camera, first fine-tune the policy in simulation seen through it
     (``sim2real.transfer.simtune``, no real labels needed); every strategy but scratch starts there;
+    sim_tune_draws: independent draws of that fine-tuning, averaged weight by weight
+    (``simtune.sim_tune_draws``; about 2 min each on 2 cores);
     workers: processes training strategies side by side (one torch thread each: on our 2-core machine
     a second thread speeds one fit up 1.13x, a second process nearly 2x). The results do not depend
     on it: every fit seeds its own random numbers.
@@ -99,6 +101,7 @@ class AdaptConfig:
     shift: int = 4
     jitter: float = 0.2
     sim_tune: bool = True
+    sim_tune_draws: int = 3
     seed: int = 0
     workers: int = 2
 
@@ -108,7 +111,7 @@ class AdaptConfig:
         for name in (*self.compare, *([] if self.strategy == "auto" else [self.strategy])):
             if name not in STRATEGIES:
                 raise ValueError(f"strategy: unknown {name!r}; choose auto or one of {', '.join(STRATEGIES)}")
-        for name in ("steps", "batch", "sim_rows", "workers"):
+        for name in ("steps", "batch", "sim_rows", "workers", "sim_tune_draws"):
             check_int(name, getattr(self, name), 1)
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction: must be in (0, 1), got {self.val_fraction}")
@@ -211,7 +214,9 @@ def sim_arrays(run_dir: str | Path, rows: int, image_size: int, camera: dict | N
 
     data = Path(run_dir) / "data"
     candidates = sorted(data.glob("dagger_*"), key=lambda p: int(p.name.split("_")[-1])) if data.is_dir() else []
-    candidates = [data / "sim_tune" / "dagger", data / "sim_tune" / "expert"] + candidates[::-1] + [data / "expert"]
+    # (With several draws of the fine-tuning, only the first draw's folder keeps its rows.)
+    tuned = [data / "sim_tune"] + sorted((data / "sim_tune").glob("draw*"))
+    candidates = [t / mode for mode in ("dagger", "expert") for t in tuned] + candidates[::-1] + [data / "expert"]
     candidates = [c for c in candidates if c.is_dir()]
     for path in candidates:
         try:

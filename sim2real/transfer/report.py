@@ -111,9 +111,20 @@ def write_markdown(path: Path, summary: dict[str, Any]) -> None:
                      f"real images (their amplitude spectrum within {st['band']} cycles per image)"
                      if (st := tune.get("style")) else "")
                   + ". The strategies above start from it (zero_shot is it, untouched by real labels)."]
+        if draws := tune.get("draws"):
+            line = (f"It is the average, weight by weight, of {len(draws)} independent draws of this fine-tuning "
+                    f"(each its own worlds, real patches and fit; the rows and collection above are the first "
+                    f"draw's, the seconds all {len(draws)} draws').")
+            if (avg := tune.get("average")) and avg.get("rows"):
+                line += (f" Mean horizontal grasp error on all {avg['rows']} labelled real rows, on which none "
+                         f"trains: " + ", ".join(f"{d['xy_err_cm_mean']:.2f}" for d in draws)
+                         + f" cm for the draws, {avg['xy_err_cm_mean']:.2f} cm for the average"
+                         + (f", {u['xy_err_cm_mean']:.2f} cm for the run's policy before the fine-tuning"
+                            if (u := tune.get("untuned_labelled")) else "") + ".")
+            lines.append(line)
         before = tune.get("untuned_val") or {}
         if before.get("rows"):
-            lines.append(f"The run's policy before it, on the same held-out rows: grasp error "
+            lines.append(f"The run's policy before it, on the table's held-out rows: grasp error "
                          f"{before['xy_err_cm']:.2f} / {before['xy_err_cm_mean']:.2f} cm, grasp loss "
                          f"{before['grasp_loss']:.4f}.")
         lines.append("")

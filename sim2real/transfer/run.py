@@ -112,15 +112,27 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
     # 4. The real calibration disagrees with the run's camera: fine-tune in simulation through it.
     tune_info = None
     if tune_camera:
-        from sim2real.transfer.simtune import SimTuneConfig, sim_tune
+        from sim2real.transfer.simtune import SimTuneConfig, sim_tune_draws
 
         log(f"fine-tuning in simulation through the real calibration {camera_info}")
         untuned = evaluate_offline(sim_policy, real.arrays, real.val) if len(real.val) else {"rows": 0}
+        # The draws and their average are measured on every labelled row the run may use, for the report
+        # (none of them trains on a real label), and so is the untuned policy, to read them against.
+        labelled_rows = np.concatenate([real.train, real.val])
+
+        def score(policy):
+            return evaluate_offline(policy, real.arrays, labelled_rows)
+
+        untuned_all = score(sim_policy) if len(labelled_rows) and cfg.sim_tune_draws > 1 else None
+
         # The real frames outside the held-out episodes lend the simulated worlds their surfaces.
-        sim_policy, tune_info = sim_tune(sim_policy, train_cfg, camera_info, SimTuneConfig(seed=cfg.seed),
-                                         dest / "data" / "sim_tune", log,
-                                         target_images=real.arrays["images"][real.outside_val])
+        sim_policy, tune_info = sim_tune_draws(sim_policy, train_cfg, camera_info,
+                                               SimTuneConfig(seed=cfg.seed, draws=cfg.sim_tune_draws),
+                                               dest / "data" / "sim_tune", score if len(labelled_rows) else None, log,
+                                               target_images=real.arrays["images"][real.outside_val])
         tune_info["untuned_val"] = untuned
+        if tune_info.get("draws"):
+            tune_info["untuned_labelled"] = untuned_all
         # Rehearsal, DANN/CORAL and forgetting now use simulated rows seen through the new camera.
         source = sim_arrays(dest.path, cfg.sim_rows, image_size, camera, cfg.seed) or source
         if untuned.get("rows"):
