@@ -53,7 +53,8 @@ class SimTuneConfig:
     expert_episodes / views_layouts / dagger_episodes: data collected through the new camera, as in
     ``policies.train.TrainConfig`` (views: ``views_per_layout`` gripper poses per layout); dagger_beta:
     probability that the expert acts in the DAgger rollouts; steps, batch, lr, encoder_lr: the fit
-    (gentler than a DAgger retraining round's rates); workers: rollout processes; seed: of collection and fit.
+    (gentler than a DAgger retraining round's rates); draws: independent fine-tunings averaged
+    (``sim_tune_draws``); workers: rollout processes; seed: of collection and fit (of the first draw).
     """
 
     expert_episodes: int = 300
