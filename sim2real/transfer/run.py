@@ -123,16 +123,15 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
         def score(policy):
             return evaluate_offline(policy, real.arrays, labelled_rows)
 
-        untuned_all = score(sim_policy) if len(labelled_rows) and cfg.sim_tune_draws > 1 else None
-
         # The real frames outside the held-out episodes lend the simulated worlds their surfaces.
-        sim_policy, tune_info = sim_tune_draws(sim_policy, train_cfg, camera_info,
-                                               SimTuneConfig(seed=cfg.seed, draws=cfg.sim_tune_draws),
-                                               dest / "data" / "sim_tune", score if len(labelled_rows) else None, log,
-                                               target_images=real.arrays["images"][real.outside_val])
+        tuned, tune_info = sim_tune_draws(sim_policy, train_cfg, camera_info,
+                                          SimTuneConfig(seed=cfg.seed, draws=cfg.sim_tune_draws),
+                                          dest / "data" / "sim_tune", score if len(labelled_rows) else None, log,
+                                          target_images=real.arrays["images"][real.outside_val])
         tune_info["untuned_val"] = untuned
-        if tune_info.get("draws"):
-            tune_info["untuned_labelled"] = untuned_all
+        if tune_info.get("average"):  # the draws were scored: the untuned policy too, on the same rows
+            tune_info["untuned_labelled"] = score(sim_policy)
+        sim_policy = tuned
         # Rehearsal, DANN/CORAL and forgetting now use simulated rows seen through the new camera.
         source = sim_arrays(dest.path, cfg.sim_rows, image_size, camera, cfg.seed) or source
         if untuned.get("rows"):
