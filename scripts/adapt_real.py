@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="independent draws of the fine-tuning in simulation (with a --camera-info that disagrees "
                         "with the run's camera), averaged weight by weight (default: %(default)s; 1 for the "
                         "quickest run, about 4 min less)")
+    p.add_argument("--sim-tune-source-weight", type=float, default=AdaptConfig.sim_tune_source_weight,
+                   help="share of the run's untuned weights mixed back into the fine-tuning in simulation's "
+                        "result, in [0, 1] (default: %(default)s; 0 for the draws' average alone)")
     p.add_argument("--no-sim-tune", action="store_true", help="do not fine-tune in simulation for a --camera-info "
                    "that disagrees with the run's camera (only report the difference)")
     p.add_argument("--image-topic", help="bags: the image topic; LeRobot: the image feature key")
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         kwargs = {"strategy": args.strategy, "steps": args.steps, "max_samples": args.max_samples,
                   "budgets": budgets, "seed": args.seed, "sim_tune": not args.no_sim_tune, "workers": args.workers,
-                  "sim_tune_draws": args.sim_tune_draws}
+                  "sim_tune_draws": args.sim_tune_draws, "sim_tune_source_weight": args.sim_tune_source_weight}
         if args.compare:
             kwargs["compare"] = tuple(s.strip() for s in args.compare.split(",") if s.strip())
         cfg = AdaptConfig(**kwargs)

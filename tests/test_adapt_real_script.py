@@ -194,6 +194,15 @@ def test_fewer_than_one_worker_or_step_is_a_usage_error(fake_run, real_dataset, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("value", ["1.5", "-0.25", "nan"])
+def test_a_source_weight_outside_zero_to_one_is_a_usage_error(fake_run, real_dataset, tmp_path, value):
+    out = tmp_path / "out"
+    proc = run("scripts/adapt_real.py", "--run", str(fake_run), "--data", str(real_dataset), "--out", str(out),
+               "--sim-tune-source-weight", value)
+    assert proc.returncode == 2 and "sim_tune_source_weight: must be in [0, 1]" in proc.stderr, proc.stderr[-2000:]
+    assert not out.exists()
+
+
 def test_non_numeric_cell_names_file_row_and_column(fake_run, real_dataset, tmp_path):
     data = copy_dataset(real_dataset, tmp_path / "data")
     rewrite_cell(data, 7, "ee_x", "0.5m")

@@ -22,6 +22,7 @@ from sim2real.transfer.simtune import (
     DRAW_SEED_STRIDE,
     SimTuneConfig,
     average_policies,
+    interpolate_policies,
     sim_tune,
     sim_tune_draws,
     with_camera,
@@ -30,6 +31,11 @@ from sim2real.transfer.simtune import (
 MOVED = Camera().perturbed(np.array([0.02, -0.02, 0.01]), np.array([0.03, -0.02, 0.0]), 1.03)
 TINY = dict(expert_episodes=2, views_layouts=2, views_per_layout=2, dagger_episodes=2, steps=3, batch=8, workers=1,
             target_textures=4)
+
+
+def tiny_config(seed=0, draws=1, source_weight=0.0):
+    """``SimTuneConfig`` at TINY's sizes for ``adapt_run``, which sets the seed, draws and mix."""
+    return SimTuneConfig(**TINY, seed=seed, draws=draws, source_weight=source_weight)
 
 
 @pytest.fixture(scope="module")
@@ -130,9 +136,43 @@ def test_average_policies_means_every_float_weight_and_statistic():
         average_policies([one, with_camera(one, MOVED)])
 
 
+def test_interpolate_policies_mixes_the_learned_weights_and_keeps_the_new_camera():
+    torch.manual_seed(0)
+    source = GraspPolicy(EncoderSpec(image_size=32, camera=Camera().to_dict()), geometry=True).eval()
+    tuned = with_camera(source, MOVED)
+    tuned.train()(torch.rand(4, 3, 32, 32), torch.rand(4, 5))  # moves its BatchNorm statistics and step counts
+    with torch.no_grad():
+        for p in tuned.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    # Weight 0 is the tuned policy exactly, its camera included.
+    for name, value in interpolate_policies(tuned, source, 0.0).state_dict().items():
+        assert torch.equal(value, tuned.state_dict()[name]), name
+    mixed = interpolate_policies(tuned, source, 0.25)
+    assert not mixed.training and mixed.spec.camera == MOVED.to_dict()
+    moved = []
+    for name, value in mixed.state_dict().items():
+        a, b = tuned.state_dict()[name], source.state_dict()[name]
+        if not value.is_floating_point() or name.endswith(CAMERA_BUFFERS):
+            assert torch.equal(value, a), name  # the tuned policy's step counts and camera
+        else:
+            assert torch.allclose(value, 0.75 * a + 0.25 * b, atol=1e-6), name
+            moved.append(name)
+    assert any(n.endswith("running_var") for n in moved) and any(n.endswith("weight") for n in moved)
+    # Weight 1: the source's learned weights seen through the tuned policy's camera.
+    whole, ref = interpolate_policies(tuned, source, 1.0), with_camera(source, MOVED)
+    image, proprio = torch.rand(3, 3, 32, 32), torch.tensor([[0.55, 0.02, 0.12, 0.1, 0.04]] * 3)
+    assert torch.equal(whole(image, proprio), ref(image, proprio))
+    with pytest.raises(ValueError, match="weight"):
+        interpolate_policies(tuned, source, 1.5)
+    wider = GraspPolicy(EncoderSpec(image_size=32, width=8, camera=Camera().to_dict()), geometry=True)
+    with pytest.raises(ValueError, match="architecture"):
+        interpolate_policies(tuned, wider, 0.25)
+
+
 def test_sim_tune_draws_averages_independent_draws(policy, moved_yaml, tmp_path):
-    """Each draw has its own seed and folder and keeps its policy; the result is their average; only
-    the first draw keeps its collected rows; the real-row scores of each draw and of the average are kept."""
+    """Each draw has its own seed and folder and keeps its policy; the result is their average with the
+    untuned policy mixed back in (``source_weight``); only the first draw keeps its collected rows; the
+    real-row scores of each draw, of the average and of the result are kept."""
     cfg = SimTuneConfig(**TINY, draws=3, seed=5)
     train_config = {"image_size": 32, "randomization": "full", "chunk_size": 2}
     seen = []
@@ -145,13 +185,17 @@ def test_sim_tune_draws_averages_independent_draws(policy, moved_yaml, tmp_path)
                                  log=lambda _m: None)
     assert [d["seed"] for d in info["draws"]] == [5, 5 + DRAW_SEED_STRIDE, 5 + 2 * DRAW_SEED_STRIDE]
     assert [d["xy_err_cm_mean"] for d in info["draws"]] == [1.0, 2.0, 3.0] and info["average"]["xy_err_cm_mean"] == 4.0
-    assert seen[3] is tuned and info["config"]["draws"] == 3
+    assert info["unmixed"] is info["average"] and info["mixed"]["xy_err_cm_mean"] == 5.0
+    assert seen[4] is tuned and info["config"]["draws"] == 3 and info["source_weight"] == cfg.source_weight == 0.5
     draws = [GraspPolicy.load(tmp_path / "data" / f"draw{k}" / "policy.pt") for k in range(3)]
-    # The draws differ (their own worlds and fits), and the result is their mean.
+    # The draws differ (their own worlds and fits), and the result is their mean mixed with the untuned policy.
     assert any(not torch.equal(a, b) for a, b in zip(draws[1].parameters(), draws[2].parameters(), strict=True))
     mean = average_policies(draws)
-    for name, value in tuned.state_dict().items():
+    for name, value in seen[3].state_dict().items():
         assert torch.equal(value, mean.state_dict()[name]), name
+    expected = interpolate_policies(mean, policy, cfg.source_weight)
+    for name, value in tuned.state_dict().items():
+        assert torch.equal(value, expected.state_dict()[name]), name
     assert tuned.spec.camera == Camera.from_camera_info(moved_yaml).to_dict()
     assert (tmp_path / "data" / "draw0" / "dagger" / "dataset.json").is_file()
     for k in (1, 2):
@@ -159,8 +203,20 @@ def test_sim_tune_draws_averages_independent_draws(policy, moved_yaml, tmp_path)
     # Without real labels there is nothing to score: the average all the same.
     _, unscored = sim_tune_draws(policy, train_config, moved_yaml, replace(cfg, draws=2), tmp_path / "plain", None,
                                  log=lambda _m: None)
-    assert unscored["average"] is None and len(unscored["draws"]) == 2
+    assert unscored["average"] is None and len(unscored["draws"]) == 2 and unscored["mixed"] is None
     assert (tmp_path / "plain" / "draw1" / "policy.pt").is_file()
+    # One draw, mixed: scored before and after the mix; source_weight 0 leaves the draw alone.
+    seen.clear()
+    mixed, one = sim_tune_draws(policy, train_config, moved_yaml, replace(cfg, draws=1), tmp_path / "one", score,
+                                log=lambda _m: None)
+    assert "draws" not in one and one["unmixed"]["xy_err_cm_mean"] == 1.0 and one["mixed"]["xy_err_cm_mean"] == 2.0
+    assert seen[1] is mixed
+    alone, plain = sim_tune_draws(policy, train_config, moved_yaml, replace(cfg, draws=1, source_weight=0.0),
+                                  tmp_path / "alone", score, log=lambda _m: None)
+    assert "mixed" not in plain and len(seen) == 2
+    # The same seed gives the same draw: the mix of the unmixed one is the mixed one.
+    for name, value in interpolate_policies(alone, policy, cfg.source_weight).state_dict().items():
+        assert torch.allclose(value.double(), mixed.state_dict()[name].double(), atol=1e-6), name
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -171,7 +227,9 @@ def test_sim_tune_draws_averages_independent_draws(policy, moved_yaml, tmp_path)
     ({"texture_probability": 1.5}, "texture_probability"), ({"texture_probability": -0.1}, "texture_probability"),
     ({"texture_probability": True}, "texture_probability"), ({"target_textures": -1}, "target_textures"),
     ({"target_texture_fraction": 1.5}, "target_texture_fraction"), ({"style_mix": 1.5}, "style_mix"),
-    ({"style_mix": float("nan")}, "style_mix"), ({"style_band": -1}, "style_band"), ({"draws": 0}, "draws")])
+    ({"style_mix": float("nan")}, "style_mix"), ({"style_band": -1}, "style_band"), ({"draws": 0}, "draws"),
+    ({"source_weight": -0.1}, "source_weight"), ({"source_weight": 1.5}, "source_weight"),
+    ({"source_weight": float("nan")}, "source_weight")])
 def test_sim_tune_config_rejects_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SimTuneConfig(**kwargs)
@@ -186,7 +244,7 @@ def test_adapt_run_sim_tunes_for_a_disagreeing_calibration(fake_run, real_datase
     from sim2real.transfer.adapt import AdaptConfig
     from sim2real.transfer.run import adapt_run
 
-    monkeypatch.setattr(simtune, "SimTuneConfig", lambda seed=0, draws=1: SimTuneConfig(**TINY, seed=seed, draws=draws))
+    monkeypatch.setattr(simtune, "SimTuneConfig", tiny_config)
     cfg = AdaptConfig(strategy="partial", compare=("zero_shot", "partial"), steps=2, batch=8, budgets=())
     summary = adapt_run(fake_run, real_dataset, tmp_path / "adapted", cfg, camera_info=moved_yaml,
                         log=lambda _m: None)
@@ -208,6 +266,9 @@ def test_adapt_run_sim_tunes_for_a_disagreeing_calibration(fake_run, real_datase
     assert "Simulation fine-tuning" in report and "4 patches cut from" in report
     assert "the average, weight by weight, of 3 independent draws" in report and "for the average" in report
     assert "took on the style of" in report
+    # The run's untuned weights mixed back in (the default share), measured on the same rows.
+    assert tune["source_weight"] == 0.5 and tune["mixed"]["rows"] == tune["average"]["rows"]
+    assert tune["unmixed"] == tune["average"] and "untuned weights were then mixed back in" in report
     spec = json.loads((tmp_path / "adapted" / "policy.json").read_text())
     assert spec["camera"] == Camera.from_camera_info(moved_yaml).to_dict()
     assert json.loads((tmp_path / "adapted" / "config.json").read_text())["adapt"]["sim_tuned"] is True
@@ -235,7 +296,7 @@ def test_adapt_run_with_one_draw_keeps_the_single_fine_tuning_layout(fake_run, r
     from sim2real.transfer.adapt import AdaptConfig, sim_arrays
     from sim2real.transfer.run import adapt_run
 
-    monkeypatch.setattr(simtune, "SimTuneConfig", lambda seed=0, draws=1: SimTuneConfig(**TINY, seed=seed, draws=draws))
+    monkeypatch.setattr(simtune, "SimTuneConfig", tiny_config)
     cfg = AdaptConfig(strategy="zero_shot", compare=("zero_shot",), steps=2, batch=8, budgets=(), sim_tune_draws=1)
     summary = adapt_run(fake_run, real_dataset, tmp_path / "one", cfg, camera_info=moved_yaml, log=lambda _m: None)
     tuned = tmp_path / "one" / "data" / "sim_tune"
@@ -263,9 +324,15 @@ def test_a_sim_tuned_run_is_evaluated_in_sim_through_its_calibration(fake_run, r
     from sim2real.transfer.adapt import AdaptConfig
     from sim2real.transfer.run import adapt_run
 
-    monkeypatch.setattr(simtune, "SimTuneConfig", lambda seed=0, draws=1: SimTuneConfig(**TINY, seed=seed, draws=draws))
+    monkeypatch.setattr(simtune, "SimTuneConfig", tiny_config)
     cfg = AdaptConfig(strategy="zero_shot", compare=("zero_shot",), steps=2, batch=8, budgets=())
     adapt_run(fake_run, real_dataset, tmp_path / "tuned", cfg, camera_info=moved_yaml, log=lambda _m: None)
+    # zero_shot is the fine-tuning's result: the draws' average with the run's policy mixed back in.
+    draws = [GraspPolicy.load(tmp_path / "tuned" / "data" / "sim_tune" / f"draw{k}" / "policy.pt") for k in range(3)]
+    expected = interpolate_policies(average_policies(draws), GraspPolicy.load(fake_run / "policy.pt"),
+                                    cfg.sim_tune_source_weight)
+    for name, value in GraspPolicy.load(tmp_path / "tuned" / "policy.pt").state_dict().items():
+        assert torch.equal(value, expected.state_dict()[name]), name
     sim = evaluate_run(tmp_path / "tuned", episodes=1, train_episodes=0, workers=1)
     assert sim["eval_protocol"]["camera"] == Camera.from_camera_info(moved_yaml).to_dict()
     assert sim["eval"]["heldout_objects"]["episodes"] == 1

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from envs.config import check_int, check_number
+from envs.config import check_int, check_number, check_probability
 from policies.encoders import images_to_tensor
 from policies.imitation import (
     GRASP_HUBER_BETA,
@@ -78,7 +78,8 @@ class AdaptConfig:
     disagrees with the run's camera, first fine-tune the policy in simulation seen through it
     (``sim2real.transfer.simtune``, no real labels needed); every strategy but scratch starts there;
     sim_tune_draws: independent draws of that fine-tuning, averaged weight by weight
-    (``simtune.sim_tune_draws``; about 2 min each on 2 cores);
+    (``simtune.sim_tune_draws``; about 2 min each on 2 cores); sim_tune_source_weight: share of the
+    run's untuned weights mixed back into that fine-tuning's result (``SimTuneConfig.source_weight``);
     workers: processes training strategies side by side (one torch thread each: on our 2-core machine
     a second thread speeds one fit up 1.13x, a second process nearly 2x). The results do not depend
     on it: every fit seeds its own random numbers.
@@ -102,6 +103,7 @@ class AdaptConfig:
     jitter: float = 0.2
     sim_tune: bool = True
     sim_tune_draws: int = 3
+    sim_tune_source_weight: float = 0.5
     seed: int = 0
     workers: int = 2
 
@@ -118,6 +120,7 @@ class AdaptConfig:
         if self.max_samples is not None and self.max_samples < 2:
             raise ValueError(f"max_samples: need at least 2 labelled rows, got {self.max_samples}")
         check_number("lr", self.lr, positive=True)
+        check_probability("sim_tune_source_weight", self.sim_tune_source_weight)
 
     def to_dict(self) -> dict:
         return asdict(self)

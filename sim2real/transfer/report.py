@@ -122,6 +122,17 @@ def write_markdown(path: Path, summary: dict[str, Any]) -> None:
                          + (f", {u['xy_err_cm_mean']:.2f} cm for the run's policy before the fine-tuning"
                             if (u := tune.get("untuned_labelled")) else "") + ".")
             lines.append(line)
+        if weight := tune.get("source_weight"):
+            line = (f"The run's untuned weights were then mixed back in: every learned weight is {1 - weight:g} x "
+                    f"the fine-tuned one + {weight:g} x the untuned one (the new camera's geometry kept; "
+                    f"`--sim-tune-source-weight`), which kept more of the run's skill in the proxy-real domain "
+                    f"(README).")
+            if (mixed := tune.get("mixed")) and mixed.get("rows") and (unmixed := tune.get("unmixed")):
+                line += (f" Mean horizontal grasp error on all {mixed['rows']} labelled real rows: "
+                         f"{unmixed['xy_err_cm_mean']:.2f} cm before the mix, {mixed['xy_err_cm_mean']:.2f} cm after"
+                         + (f", {u['xy_err_cm_mean']:.2f} cm for the run's policy before the fine-tuning"
+                            if (u := tune.get("untuned_labelled")) and not tune.get("draws") else "") + ".")
+            lines.append(line)
         before = tune.get("untuned_val") or {}
         if before.get("rows"):
             lines.append(f"The run's policy before it, on the table's held-out rows: grasp error "

@@ -125,11 +125,12 @@ def adapt_run(run_dir: str | Path, data: str | Path, out: str | Path, cfg: Adapt
 
         # The real frames outside the held-out episodes lend the simulated worlds their surfaces.
         tuned, tune_info = sim_tune_draws(sim_policy, train_cfg, camera_info,
-                                          SimTuneConfig(seed=cfg.seed, draws=cfg.sim_tune_draws),
+                                          SimTuneConfig(seed=cfg.seed, draws=cfg.sim_tune_draws,
+                                                        source_weight=cfg.sim_tune_source_weight),
                                           dest / "data" / "sim_tune", score if len(labelled_rows) else None, log,
                                           target_images=real.arrays["images"][real.outside_val])
         tune_info["untuned_val"] = untuned
-        if tune_info.get("average"):  # the draws were scored: the untuned policy too, on the same rows
+        if tune_info.get("average") or tune_info.get("mixed"):  # scored: the untuned policy too, on the same rows
             tune_info["untuned_labelled"] = score(sim_policy)
         sim_policy = tuned
         # Rehearsal, DANN/CORAL and forgetting now use simulated rows seen through the new camera.
