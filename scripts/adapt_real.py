@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("steps", "workers", "sim_tune_draws"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(args, name)}")
+    if not 0 <= args.sim_tune_source_weight <= 1:  # (NaN fails too)
+        p.error(f"--sim-tune-source-weight: must be in [0, 1], got {args.sim_tune_source_weight}")
     try:
         budgets = tuple(int(b) for b in args.budgets.split(",") if b.strip())
     except ValueError:

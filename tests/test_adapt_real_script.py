@@ -199,7 +199,7 @@ def test_a_source_weight_outside_zero_to_one_is_a_usage_error(fake_run, real_dat
     out = tmp_path / "out"
     proc = run("scripts/adapt_real.py", "--run", str(fake_run), "--data", str(real_dataset), "--out", str(out),
                "--sim-tune-source-weight", value)
-    assert proc.returncode == 2 and "sim_tune_source_weight: must be in [0, 1]" in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 2 and "--sim-tune-source-weight: must be in [0, 1]" in proc.stderr, proc.stderr[-2000:]
     assert not out.exists()
 
 

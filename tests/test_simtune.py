@@ -185,7 +185,7 @@ def test_sim_tune_draws_averages_independent_draws(policy, moved_yaml, tmp_path)
                                  log=lambda _m: None)
     assert [d["seed"] for d in info["draws"]] == [5, 5 + DRAW_SEED_STRIDE, 5 + 2 * DRAW_SEED_STRIDE]
     assert [d["xy_err_cm_mean"] for d in info["draws"]] == [1.0, 2.0, 3.0] and info["average"]["xy_err_cm_mean"] == 4.0
-    assert info["unmixed"] is info["average"] and info["mixed"]["xy_err_cm_mean"] == 5.0
+    assert info["unmixed"]["xy_err_cm_mean"] == 4.0 and info["mixed"]["xy_err_cm_mean"] == 5.0  # the 4th and 5th scores
     assert seen[4] is tuned and info["config"]["draws"] == 3 and info["source_weight"] == cfg.source_weight == 0.5
     draws = [GraspPolicy.load(tmp_path / "data" / f"draw{k}" / "policy.pt") for k in range(3)]
     # The draws differ (their own worlds and fits), and the result is their mean mixed with the untuned policy.
@@ -200,11 +200,13 @@ def test_sim_tune_draws_averages_independent_draws(policy, moved_yaml, tmp_path)
     assert (tmp_path / "data" / "draw0" / "dagger" / "dataset.json").is_file()
     for k in (1, 2):
         assert not [p for p in (tmp_path / "data" / f"draw{k}").iterdir() if p.is_dir()], "rows kept"
-    # Without real labels there is nothing to score: the average all the same.
-    _, unscored = sim_tune_draws(policy, train_config, moved_yaml, replace(cfg, draws=2), tmp_path / "plain", None,
-                                 log=lambda _m: None)
-    assert unscored["average"] is None and len(unscored["draws"]) == 2 and unscored["mixed"] is None
-    assert (tmp_path / "plain" / "draw1" / "policy.pt").is_file()
+    # Without real labels there is nothing to score; source_weight 0: the draws' average, unmixed.
+    plain, unscored = sim_tune_draws(policy, train_config, moved_yaml, replace(cfg, draws=2, source_weight=0.0),
+                                     tmp_path / "plain", None, log=lambda _m: None)
+    assert unscored["average"] is None and len(unscored["draws"]) == 2 and "mixed" not in unscored
+    mean = average_policies([GraspPolicy.load(tmp_path / "plain" / f"draw{k}" / "policy.pt") for k in range(2)])
+    for name, value in plain.state_dict().items():
+        assert torch.equal(value, mean.state_dict()[name]), name
     # One draw, mixed: scored before and after the mix; source_weight 0 leaves the draw alone.
     seen.clear()
     mixed, one = sim_tune_draws(policy, train_config, moved_yaml, replace(cfg, draws=1), tmp_path / "one", score,
@@ -268,7 +270,9 @@ def test_adapt_run_sim_tunes_for_a_disagreeing_calibration(fake_run, real_datase
     assert "took on the style of" in report
     # The run's untuned weights mixed back in (the default share), measured on the same rows.
     assert tune["source_weight"] == 0.5 and tune["mixed"]["rows"] == tune["average"]["rows"]
-    assert tune["unmixed"] == tune["average"] and "untuned weights were then mixed back in" in report
+    assert "untuned weights were then mixed back in" in report
+    before, after = tune["average"]["xy_err_cm_mean"], tune["mixed"]["xy_err_cm_mean"]
+    assert f"{before:.2f} cm before the mix, {after:.2f} cm after" in report
     spec = json.loads((tmp_path / "adapted" / "policy.json").read_text())
     assert spec["camera"] == Camera.from_camera_info(moved_yaml).to_dict()
     assert json.loads((tmp_path / "adapted" / "config.json").read_text())["adapt"]["sim_tuned"] is True
@@ -302,7 +306,12 @@ def test_adapt_run_with_one_draw_keeps_the_single_fine_tuning_layout(fake_run, r
     tuned = tmp_path / "one" / "data" / "sim_tune"
     assert (tuned / "dagger" / "dataset.json").is_file() and not list(tuned.glob("draw*"))
     assert "draws" not in summary["sim_tune"] and summary["sim_tune"]["rows"] > 0
-    assert "independent draws" not in (tmp_path / "one" / "report.md").read_text()
+    report = (tmp_path / "one" / "report.md").read_text()
+    assert "independent draws" not in report
+    # The one draw is mixed with the untuned policy all the same, and both are scored against it.
+    tune = summary["sim_tune"]
+    assert tune["source_weight"] == 0.5 and tune["unmixed"]["rows"] == tune["mixed"]["rows"] > 0
+    assert f"{tune['untuned_labelled']['xy_err_cm_mean']:.2f} cm for the run's policy before the fine-tuning" in report
     camera = Camera.from_camera_info(moved_yaml).to_dict()
     rows = sim_arrays(tmp_path / "one", 50, 32, camera, 0)
     assert rows is not None and len(rows["images"]) > 0

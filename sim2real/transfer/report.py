@@ -125,8 +125,8 @@ def write_markdown(path: Path, summary: dict[str, Any]) -> None:
         if weight := tune.get("source_weight"):
             line = (f"The run's untuned weights were then mixed back in: every learned weight is {1 - weight:g} x "
                     f"the fine-tuned one + {weight:g} x the untuned one (the new camera's geometry kept; "
-                    f"`--sim-tune-source-weight`), which kept more of the run's skill in the proxy-real domain "
-                    f"(README).")
+                    f"`--sim-tune-source-weight`); on the README's measurements this kept more of the run's skill "
+                    f"in the proxy-real domain.")
             if (mixed := tune.get("mixed")) and mixed.get("rows") and (unmixed := tune.get("unmixed")):
                 line += (f" Mean horizontal grasp error on all {mixed['rows']} labelled real rows: "
                          f"{unmixed['xy_err_cm_mean']:.2f} cm before the mix, {mixed['xy_err_cm_mean']:.2f} cm after"

@@ -22,7 +22,7 @@ style, ``SimTuneConfig``.)
 
 Today's policies take a new camera's geometry better than that older default did: the untuned
 weights with the rig's geometry grasp 72.0 % in the proxy-real domain on the seed-0 and seed-1
-default runs, but only 66.2 and 60.8 % in simulation seen through the calibration (73.2-77.8 %
+default runs, but only 60.8 and 66.2 % in simulation seen through the calibration (73.2-77.8 %
 fine-tuned). So the fine-tuning's result is mixed half and half with the untuned policy
 (``SimTuneConfig.source_weight``, ``interpolate_policies``), which keeps most of both (README,
 "The untuned policy mixed back in").
@@ -122,7 +122,7 @@ class SimTuneConfig:
     def __post_init__(self) -> None:
         for name in ("expert_episodes", "views_layouts", "dagger_episodes", "target_textures", "style_band"):
             check_int(f"sim_tune.{name}", getattr(self, name), 0)
-        # No fit would leave only the camera swapped, which makes a policy worse (module docstring).
+        # No fit would leave only the camera swapped, which costs 7-17 points in simulation (module docstring).
         for name in ("views_per_layout", "steps", "batch", "workers", "draws"):
             check_int(f"sim_tune.{name}", getattr(self, name), 1)
         if self.expert_episodes + self.views_layouts + self.dagger_episodes == 0:
@@ -138,8 +138,9 @@ class SimTuneConfig:
 
 def with_camera(policy: GraspPolicy, camera: Camera) -> GraspPolicy:
     """A copy of ``policy`` whose camera geometry (grasp-point prior, geometric grasp estimate, the
-    camera stated at export) is ``camera``'s; every learned weight is kept. On its own this makes a
-    policy worse (module docstring): ``sim_tune`` then retrains the weights for it. A policy trained
+    camera stated at export) is ``camera``'s; every learned weight is kept. On its own this made an
+    older default far worse and costs today's 7-17 points in simulation (module docstring):
+    ``sim_tune`` then retrains the weights for it. A policy trained
     without the grasp-point prior has no camera in it and is returned as a copy."""
     if policy.spec.camera is None:
         # Trained without the grasp-point prior (grasp_prior=false): nothing in it depends on a camera.
