@@ -111,6 +111,8 @@ def write_markdown(path: Path, summary: dict[str, Any]) -> None:
                      f"real images (their amplitude spectrum within {st['band']} cycles per image)"
                      if (st := tune.get("style")) else "")
                   + ". The strategies above start from it (zero_shot is it, untouched by real labels)."]
+        untuned = (f", {u['xy_err_cm_mean']:.2f} cm for the run's policy before the fine-tuning"
+                   if (u := tune.get("untuned_labelled")) else "")
         if draws := tune.get("draws"):
             line = (f"It is the average, weight by weight, of {len(draws)} independent draws of this fine-tuning "
                     f"(each its own worlds, real patches and fit; the rows and collection above are the first "
@@ -118,9 +120,7 @@ def write_markdown(path: Path, summary: dict[str, Any]) -> None:
             if (avg := tune.get("average")) and avg.get("rows"):
                 line += (f" Mean horizontal grasp error on all {avg['rows']} labelled real rows, on which none "
                          f"trains: " + ", ".join(f"{d['xy_err_cm_mean']:.2f}" for d in draws)
-                         + f" cm for the draws, {avg['xy_err_cm_mean']:.2f} cm for the average"
-                         + (f", {u['xy_err_cm_mean']:.2f} cm for the run's policy before the fine-tuning"
-                            if (u := tune.get("untuned_labelled")) else "") + ".")
+                         + f" cm for the draws, {avg['xy_err_cm_mean']:.2f} cm for the average{untuned}.")
             lines.append(line)
         if weight := tune.get("source_weight"):
             line = (f"The run's untuned weights were then mixed back in: every learned weight is {1 - weight:g} x "
@@ -130,8 +130,7 @@ def write_markdown(path: Path, summary: dict[str, Any]) -> None:
             if (mixed := tune.get("mixed")) and mixed.get("rows") and (unmixed := tune.get("unmixed")):
                 line += (f" Mean horizontal grasp error on all {mixed['rows']} labelled real rows: "
                          f"{unmixed['xy_err_cm_mean']:.2f} cm before the mix, {mixed['xy_err_cm_mean']:.2f} cm after"
-                         + (f", {u['xy_err_cm_mean']:.2f} cm for the run's policy before the fine-tuning"
-                            if (u := tune.get("untuned_labelled")) and not tune.get("draws") else "") + ".")
+                         + ("" if draws else untuned) + ".")  # (with draws, the line above gave it)
             lines.append(line)
         before = tune.get("untuned_val") or {}
         if before.get("rows"):

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from envs.camera import Camera
 from envs.config import check_int, check_number, check_probability
@@ -265,15 +266,7 @@ def average_policies(policies: list[GraspPolicy]) -> GraspPolicy:
         if other.spec.to_dict() != first.spec.to_dict():
             raise ValueError("average_policies: the policies differ in their encoder spec or camera")
     states = [p.state_dict() for p in policies]
-    mean = {}
-    for name, value in states[0].items():
-        if not value.is_floating_point() or name.endswith(CAMERA_BUFFERS):
-            mean[name] = value.clone()
-        else:
-            mean[name] = (sum(s[name].double() for s in states) / len(states)).to(value.dtype)
-    soup = copy.deepcopy(first)
-    soup.load_state_dict(mean)
-    return soup.eval()
+    return _with_learned(first, lambda name: sum(s[name].double() for s in states) / len(states))
 
 
 def interpolate_policies(tuned: GraspPolicy, source: GraspPolicy, weight: float) -> GraspPolicy:
@@ -289,14 +282,21 @@ def interpolate_policies(tuned: GraspPolicy, source: GraspPolicy, weight: float)
     if {k: v for k, v in tuned.spec.to_dict().items() if k != "camera"} != \
             {k: v for k, v in source.spec.to_dict().items() if k != "camera"}:
         raise ValueError("interpolate_policies: the two policies differ in their encoder spec")
-    mixed = {}
-    for name, value in mine.items():
+    return _with_learned(tuned, lambda name: (1.0 - weight) * mine[name].double() + weight * theirs[name].double())
+
+
+def _with_learned(template: GraspPolicy, combine: Callable[[str], torch.Tensor]) -> GraspPolicy:
+    """A copy of ``template`` (eval mode) whose every learned floating-point weight and buffer is
+    ``combine(name)`` (computed in float64, cast back to its dtype); integer buffers (BatchNorm's step
+    counts) and the camera's buffers (``CAMERA_BUFFERS``) stay the template's."""
+    state = {}
+    for name, value in template.state_dict().items():
         if not value.is_floating_point() or name.endswith(CAMERA_BUFFERS):
-            mixed[name] = value.clone()
+            state[name] = value.clone()
         else:
-            mixed[name] = ((1.0 - weight) * value.double() + weight * theirs[name].double()).to(value.dtype)
-    out = copy.deepcopy(tuned)
-    out.load_state_dict(mixed)
+            state[name] = combine(name).to(value.dtype)
+    out = copy.deepcopy(template)
+    out.load_state_dict(state)
     return out.eval()
 
 
