@@ -136,6 +136,24 @@ def _grain(rng: np.random.Generator, n: int) -> np.ndarray:
     return cv2.GaussianBlur(img, (3, 3), 0.6)
 
 
+def texture_kind(key: str) -> str:
+    """What a surface wears, from its texture key (``EpisodeParams.textures``): "plain" (no
+    texture), "photo", a procedural kind (``KINDS``), "target" (a patch of the target camera's
+    images) or "proxy" (the proxy-real domain's photographs). Evaluations record it for the tray,
+    so success can be read by surface (``scripts/compare_evals.py``): the natural-statistics kinds
+    are where today's default student misses most (README, "Where the misses are: the tray")."""
+    name, _, index = key.rpartition("_")
+    if key == "white":
+        return "plain"
+    if name == "procedural" and index.isdigit():
+        return KINDS[int(index) % len(KINDS)]
+    if name in ("photo", "target") and index.isdigit():
+        return name
+    if name == "real" and index.isdigit():
+        return "proxy"
+    raise ValueError(f"texture_kind: unknown texture key {key!r}")
+
+
 @functools.lru_cache(maxsize=1)
 def texture_files() -> dict[str, list[str]]:
     """Paths of the texture pool: {"procedural": [...], "photo": [...]}."""

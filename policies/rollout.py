@@ -57,6 +57,7 @@ class Result:
     seed: int | None = None
     objects: str = ""
     info: dict = field(default_factory=dict)
+    tray: str = ""  # what the tray wears (``envs.textures.texture_kind``); episodes only, not views
 
 
 _CACHE: dict = {}
@@ -256,9 +257,12 @@ def _views(env, expert, chunk: Chunk, rng: np.random.Generator, seed: int | None
 
 
 def _episode(env, expert, policy, chunk: Chunk, rng: np.random.Generator, seed: int | None) -> Result:
+    from envs.textures import texture_kind
+
     obs, _ = env.reset(seed=seed)
     genv = env.unwrapped
     objects = _objects(genv)
+    tray = texture_kind(genv.params.textures.get("tray", "white"))
     recorder = _Recorder(genv, expert, chunk.alt_prob, rng) if chunk.mode != "eval" else None
     if expert is not None:
         expert.reset()
@@ -279,7 +283,7 @@ def _episode(env, expert, policy, chunk: Chunk, rng: np.random.Generator, seed: 
     success = bool(info["is_success"])
     episode = None if recorder is None else recorder.episode(success=success, source=f"sim-{chunk.mode}",
                                                                  seed=seed, objects=objects)
-    return Result(success=success, steps=steps, episode=episode, seed=seed, objects=objects)
+    return Result(success=success, steps=steps, episode=episode, seed=seed, objects=objects, tray=tray)
 
 
 def _init_worker() -> None:

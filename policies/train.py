@@ -393,7 +393,8 @@ def evaluate_policy(policy: GraspPolicy, train_config: dict, pool: RolloutPool, 
 
 
 def episode_outcomes(chunks: list[Chunk], results: list[Result]) -> dict[str, list]:
-    """Per episode, in order: its id, success (0/1), steps and number of objects in the scene.
+    """Per episode, in order: its id, success (0/1), steps, number of objects in the scene and what
+    the tray wears (``envs.textures.texture_kind``: "plain", "photo", a procedural kind, ...).
 
     The id is "<chunk seed>:<index in the chunk>": a chunk seeds its first episode and the rest follow
     from the environment's generator, so that pair names an episode. Evaluations in one domain with
@@ -404,7 +405,8 @@ def episode_outcomes(chunks: list[Chunk], results: list[Result]) -> dict[str, li
     if len(ids) != len(results):
         raise RuntimeError(f"episode_outcomes: {len(results)} results for {len(ids)} episodes")
     return {"episode": ids, "success": [int(r.success) for r in results], "steps": [int(r.steps) for r in results],
-            "objects": [len(r.objects.split(",")) if r.objects else 0 for r in results]}
+            "objects": [len(r.objects.split(",")) if r.objects else 0 for r in results],
+            "tray": [r.tray for r in results]}
 
 
 def evaluate_run(run_dir: str | Path, episodes: int = 200, train_episodes: int | None = None, workers: int = 2,

@@ -7,13 +7,15 @@
 
 Each side is one policy's evaluations (files written by ``scripts/evaluate.py``, or a run's
 ``metrics.json``), pooled: success with its 95 % Wilson interval, split by the number of objects in
-the scene. With ``--vs``, the episodes both sides ran (evaluations with the same ``--seed`` run the
-same episodes) are paired, and the difference and the ratio of the two success rates get bootstrap
-intervals that resample those episodes (``sim2real.stats.paired_comparison``). Two policies on the
-same 200 scenes differ far less by chance than two independent 200-episode intervals suggest, and a
-ratio of two rates (the transfer target) is noisier than either rate: this gives each its interval.
-Across domains the same episode is not the same scene (the proxy-real domain draws its own numbers
-first); the output says so when the paired episodes' object counts differ.
+the scene and, for evaluations that recorded it, by what the tray wears (plain, a photograph or a
+procedural kind: ``envs.textures.texture_kind``). With ``--vs``, the episodes both sides ran
+(evaluations with the same ``--seed`` run the same episodes) are paired, and the difference and the
+ratio of the two success rates get bootstrap intervals that resample those episodes
+(``sim2real.stats.paired_comparison``). Two policies on the same 200 scenes differ far less by
+chance than two independent 200-episode intervals suggest, and a ratio of two rates (the transfer
+target) is noisier than either rate: this gives each its interval. Across domains the same episode
+is not the same scene (the proxy-real domain draws its own numbers first); the output says so when
+the paired episodes' object counts differ.
 
 Bad input (a missing or unreadable file, no such split, a file without per-episode outcomes where
 they are needed, two files of one side holding the same episodes, files of one side evaluated under
@@ -79,16 +81,19 @@ def load_side(paths: list[Path], split: str) -> dict:
             continue
         ids, success = outcomes.get("episode"), outcomes.get("success")
         objects = outcomes.get("objects") or [0] * n
-        if not (isinstance(ids, list) and isinstance(success, list) and len(ids) == len(success) == len(objects) == n):
-            raise InputError(f"{path}: eval.{split}.outcomes must list episode, success and objects for "
-                             f"each of its {n} episodes")
-        for row, (i, s, o) in enumerate(zip(ids, success, objects, strict=True)):
+        # (Evaluations from before the tray was recorded have none: no split by tray for that side.)
+        trays = outcomes.get("tray") or [None] * n
+        if not (isinstance(ids, list) and isinstance(success, list)
+                and len(ids) == len(success) == len(objects) == len(trays) == n):
+            raise InputError(f"{path}: eval.{split}.outcomes must list episode, success and objects (and tray, "
+                             f"when given) for each of its {n} episodes")
+        for row, (i, s, o, t) in enumerate(zip(ids, success, objects, trays, strict=True)):
             if s not in (0, 1):
                 raise InputError(f"{path}: eval.{split}.outcomes.success[{row}] = {s!r}: must be 0 or 1")
             if i in side["outcomes"]:
                 raise InputError(f"{path}: episode {i} is also in {side['outcomes'][i][2]}: the same episodes "
                                  f"would count twice (evaluations with the same --seed share their first episodes)")
-            side["outcomes"][i] = (int(s), int(o), str(path))
+            side["outcomes"][i] = (int(s), int(o), str(path), None if t is None else str(t))
         side["successes"] += sum(success)
         side["episodes"] += n
     return side
@@ -101,10 +106,16 @@ def summarize(side: dict) -> dict:
            **success_summary(side["successes"], side["episodes"]), "successes": side["successes"]}
     if side["complete"]:
         by: dict[int, list[int]] = {}
-        for s, o, _ in side["outcomes"].values():
+        for s, o, *_ in side["outcomes"].values():
             by.setdefault(o, []).append(s)
         out["by_objects"] = {str(o): {**success_summary(sum(v), len(v)), "successes": sum(v)}
                              for o, v in sorted(by.items())}
+        trays: dict[str, list[int]] = {}
+        for s, _, _, t in side["outcomes"].values():
+            trays.setdefault(t, []).append(s)
+        if None not in trays:
+            out["by_tray"] = {t: {**success_summary(sum(v), len(v)), "successes": sum(v)}
+                              for t, v in sorted(trays.items(), key=lambda kv: (-len(kv[1]), kv[0]))}
     return out
 
 
@@ -152,6 +163,11 @@ def render(result: dict, split: str) -> str:
             lines += ["| objects in the scene | episodes | success (95 % CI) |", "|---|---|---|"]
             lines += [f"| {o} | {v['episodes']} | {_pct(v['success_rate'])} ({_ci(v['ci95'])}) |"
                       for o, v in s["by_objects"].items()]
+            lines.append("")
+        if "by_tray" in s:
+            lines += ["| the tray wears | episodes | success (95 % CI) |", "|---|---|---|"]
+            lines += [f"| {t} | {v['episodes']} | {_pct(v['success_rate'])} ({_ci(v['ci95'])}) |"
+                      for t, v in s["by_tray"].items()]
             lines.append("")
     p = result.get("paired")
     if p is not None:

@@ -147,12 +147,15 @@ def test_diagnose_estimate_rejects_a_folder_that_is_not_a_run(tmp_path):
     assert proc.returncode == 2 and "--episodes" in proc.stderr
 
 
-def _eval_file(path, success, ids, objects=None, split="heldout_objects", domain="sim", seed=1000, outcomes=True):
-    """An evaluation file as scripts/evaluate.py writes it."""
+def _eval_file(path, success, ids, objects=None, split="heldout_objects", domain="sim", seed=1000, outcomes=True,
+               tray=None):
+    """An evaluation file as scripts/evaluate.py writes it (``tray`` None: as before it recorded the tray)."""
     n = len(success)
     m = {"success_rate": sum(success) / n, "episodes": n, "ci95": [0.0, 1.0], "mean_steps": 20.0}
     if outcomes:
         m["outcomes"] = {"episode": ids, "success": success, "steps": [20] * n, "objects": objects or [1] * n}
+        if tray is not None:
+            m["outcomes"]["tray"] = tray
     path.write_text(json.dumps({"eval": {split: m}, "eval_protocol": {
         "domain": domain, "randomization": "full", "observation": "pixels", "image_size": 64, "camera": "default",
         "seed": seed}}))
@@ -183,6 +186,31 @@ def test_compare_evals_pools_splits_by_objects_and_pairs_episodes(tmp_path):
     # The result file is never overwritten.
     again = run("scripts/compare_evals.py", a1, "--json", str(out))
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_compare_evals_splits_by_what_the_tray_wears(tmp_path):
+    ids1, ids2 = [f"1:{i}" for i in range(100)], [f"2:{i}" for i in range(40)]
+    a1 = _eval_file(tmp_path / "a1.json", [1] * 60 + [0] * 10 + [1] * 10 + [0] * 20, ids1,
+                    tray=["plain"] * 70 + ["fractal"] * 30)
+    a2 = _eval_file(tmp_path / "a2.json", [1] * 30 + [0] * 10, ids2, tray=["photo"] * 40, seed=2000)
+    out = tmp_path / "cmp.json"
+    proc = run("scripts/compare_evals.py", a1, a2, "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    by_tray = json.loads(out.read_text())["first"]["by_tray"]
+    assert {t: (v["successes"], v["episodes"]) for t, v in by_tray.items()} == {
+        "plain": (60, 70), "photo": (30, 40), "fractal": (10, 30)}
+    assert list(by_tray) == ["plain", "photo", "fractal"]  # most episodes first
+    assert "| fractal | 30 | 33.3 %" in proc.stdout
+    # Pooled with an evaluation from before the tray was recorded: no split by tray, nothing invented.
+    old = _eval_file(tmp_path / "old.json", [1] * 40, [f"3:{i}" for i in range(40)], seed=3000)
+    proc = run("scripts/compare_evals.py", a1, old, "--json", str(tmp_path / "cmp2.json"))
+    assert proc.returncode == 0, proc.stderr
+    first = json.loads((tmp_path / "cmp2.json").read_text())["first"]
+    assert "by_tray" not in first and "by_objects" in first and "the tray wears" not in proc.stdout
+    # A tray list that does not match the episodes is bad input, named.
+    short = _eval_file(tmp_path / "short.json", [1] * 10, [f"4:{i}" for i in range(10)], tray=["plain"] * 9, seed=4)
+    proc = run("scripts/compare_evals.py", short)
+    assert proc.returncode == 2 and f"{short}: eval.heldout_objects.outcomes must list" in proc.stderr
 
 
 def test_compare_evals_rejects_what_would_mislead(tmp_path):

@@ -177,3 +177,16 @@ def test_write_once_writes_a_missing_file_only_and_skips_a_source_that_gives_not
     assert textures.write_once(path, make) == str(path) and len(calls) == 1  # there already: not made again
     skipped = tmp_path / "unreadable.png"
     assert textures.write_once(skipped, lambda: None) is None and not skipped.exists()
+
+
+def test_texture_kind_names_what_a_surface_wears():
+    from envs.textures import texture_kind
+
+    assert texture_kind("white") == "plain"
+    assert [texture_kind(f"procedural_{i}") for i in range(len(KINDS))] == list(KINDS)
+    assert texture_kind(f"procedural_{len(KINDS) + 5}") == KINDS[5]  # the pool cycles through the kinds
+    assert texture_kind("photo_3") == "photo" and texture_kind("target_0") == "target"
+    assert texture_kind("real_2") == "proxy"
+    for bad in ("photo", "procedural_x", "marble_1", ""):
+        with pytest.raises(ValueError, match="unknown texture key"):
+            texture_kind(bad)

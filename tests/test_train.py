@@ -64,6 +64,9 @@ def test_evaluate_script_reevaluates_a_run(smoke_run):
     assert len(outcomes["episode"]) == len(set(outcomes["episode"])) == len(outcomes["success"]) == 2
     assert sum(outcomes["success"]) == round(held["success_rate"] * 2)
     assert all(1 <= n <= 4 for n in outcomes["objects"]) and all(s > 0 for s in outcomes["steps"])
+    from envs.textures import KINDS
+
+    assert len(outcomes["tray"]) == 2 and set(outcomes["tray"]) <= {"plain", "photo", *KINDS}
     # Training's own evaluation ran the same episodes (seed 1000): compare_evals pairs them all.
     proc = run("scripts/compare_evals.py", str(out / "eval-2ep-seed1000.json"), "--vs", str(out / "metrics.json"))
     assert proc.returncode == 0, proc.stderr[-2000:]
