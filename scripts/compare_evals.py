@@ -83,7 +83,7 @@ def load_side(paths: list[Path], split: str) -> dict:
         objects = outcomes.get("objects") or [0] * n
         # (Evaluations from before the tray was recorded have none: no split by tray for that side.)
         trays = outcomes.get("tray") or [None] * n
-        if not (isinstance(ids, list) and isinstance(success, list)
+        if not (isinstance(ids, list) and isinstance(success, list) and isinstance(trays, list)
                 and len(ids) == len(success) == len(objects) == len(trays) == n):
             raise InputError(f"{path}: eval.{split}.outcomes must list episode, success and objects (and tray, "
                              f"when given) for each of its {n} episodes")

@@ -209,8 +209,10 @@ def test_compare_evals_splits_by_what_the_tray_wears(tmp_path):
     assert "by_tray" not in first and "by_objects" in first and "the tray wears" not in proc.stdout
     # A tray list that does not match the episodes is bad input, named.
     short = _eval_file(tmp_path / "short.json", [1] * 10, [f"4:{i}" for i in range(10)], tray=["plain"] * 9, seed=4)
-    proc = run("scripts/compare_evals.py", short)
-    assert proc.returncode == 2 and f"{short}: eval.heldout_objects.outcomes must list" in proc.stderr
+    text = _eval_file(tmp_path / "text.json", [1] * 5, [f"5:{i}" for i in range(5)], tray="plain", seed=5)
+    for bad in (short, text):
+        proc = run("scripts/compare_evals.py", bad)
+        assert proc.returncode == 2 and f"{bad}: eval.heldout_objects.outcomes must list" in proc.stderr
 
 
 def test_compare_evals_rejects_what_would_mislead(tmp_path):
