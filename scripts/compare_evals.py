@@ -105,17 +105,18 @@ def summarize(side: dict) -> dict:
     out = {"files": side["files"], "protocol": side["protocol"],
            **success_summary(side["successes"], side["episodes"]), "successes": side["successes"]}
     if side["complete"]:
-        by: dict[int, list[int]] = {}
-        for s, o, *_ in side["outcomes"].values():
-            by.setdefault(o, []).append(s)
-        out["by_objects"] = {str(o): {**success_summary(sum(v), len(v)), "successes": sum(v)}
-                             for o, v in sorted(by.items())}
-        trays: dict[str, list[int]] = {}
-        for s, _, _, t in side["outcomes"].values():
+        objects: dict[int, list[int]] = {}
+        trays: dict[str | None, list[int]] = {}
+        for s, o, _, t in side["outcomes"].values():
+            objects.setdefault(o, []).append(s)
             trays.setdefault(t, []).append(s)
-        if None not in trays:
-            out["by_tray"] = {t: {**success_summary(sum(v), len(v)), "successes": sum(v)}
-                              for t, v in sorted(trays.items(), key=lambda kv: (-len(kv[1]), kv[0]))}
+
+        def split(groups) -> dict:
+            return {str(k): {**success_summary(sum(v), len(v)), "successes": sum(v)} for k, v in groups}
+
+        out["by_objects"] = split(sorted(objects.items()))
+        if None not in trays:  # (every file recorded the tray; most episodes first)
+            out["by_tray"] = split(sorted(trays.items(), key=lambda kv: (-len(kv[1]), kv[0])))
     return out
 
 
@@ -159,16 +160,12 @@ def render(result: dict, split: str) -> str:
         lines += [f"## {title}: {split}, domain {proto.get('domain')}, {len(s['files'])} file(s)", "",
                   f"success **{_pct(s['success_rate'])}** ({_ci(s['ci95'])}), {s['successes']} of "
                   f"{s['episodes']} episodes", ""]
-        if "by_objects" in s:
-            lines += ["| objects in the scene | episodes | success (95 % CI) |", "|---|---|---|"]
-            lines += [f"| {o} | {v['episodes']} | {_pct(v['success_rate'])} ({_ci(v['ci95'])}) |"
-                      for o, v in s["by_objects"].items()]
-            lines.append("")
-        if "by_tray" in s:
-            lines += ["| the tray wears | episodes | success (95 % CI) |", "|---|---|---|"]
-            lines += [f"| {t} | {v['episodes']} | {_pct(v['success_rate'])} ({_ci(v['ci95'])}) |"
-                      for t, v in s["by_tray"].items()]
-            lines.append("")
+        for by, column in (("by_objects", "objects in the scene"), ("by_tray", "the tray wears")):
+            if by in s:
+                lines += [f"| {column} | episodes | success (95 % CI) |", "|---|---|---|"]
+                lines += [f"| {k} | {v['episodes']} | {_pct(v['success_rate'])} ({_ci(v['ci95'])}) |"
+                          for k, v in s[by].items()]
+                lines.append("")
     p = result.get("paired")
     if p is not None:
         ratio = "—" if p["ratio"] is None else (
